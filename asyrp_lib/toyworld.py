@@ -371,3 +371,36 @@ class ToyFaces(Dataset):
         if self.with_captions:
             item["caption"] = caption(self.attrs[i], random.Random(self.seed * 1_000_003 + i))
         return item
+
+
+# ----------------------------------------------------------------------------------------------
+# Image helpers shared by the training scripts and tests
+
+def gaussian_blur(images: torch.Tensor, sigma) -> torch.Tensor:
+    """Blur ``images`` (N, C, H, W) with a Gaussian of std ``sigma`` pixels (a float or one per image)."""
+    n, c, h, w = images.shape
+    sigma = torch.as_tensor(sigma, dtype=images.dtype, device=images.device).reshape(-1).expand(n)
+    sigma = sigma.clamp_min(1e-3)
+    radius = int(math.ceil(3.0 * float(sigma.max())))
+    radius = max(1, min(radius, (min(h, w) - 1) // 2))
+    offs = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+    k = torch.exp(-0.5 * (offs[None] / sigma[:, None]) ** 2)
+    k = (k / k.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (N*C, K)
+    x = images.reshape(1, n * c, h, w)
+    x = torch.nn.functional.pad(x, (radius, radius, radius, radius), mode="reflect")
+    x = torch.nn.functional.conv2d(x, k[:, None, None, :], groups=n * c)
+    x = torch.nn.functional.conv2d(x, k[:, None, :, None], groups=n * c)
+    return x.reshape(n, c, h, w)
+
+
+def data_dir() -> Path:
+    """The folder with the shipped toy weights: ``$ASYRP_DATA`` if set, else the repository's ``data/``."""
+    env = os.environ.get("ASYRP_DATA")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "data"
+
+
+def __getattr__(name):  # the oracle lives in its own module; import it on first use
+    if name in ("Oracle", "OracleNet"):
+        from . import oracle
+        return getattr(oracle, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
