@@ -1,0 +1,376 @@
+r"""CLIP embeddings and the directional CLIP loss (eq. 3).
+
+The edit direction is judged in CLIP's joint embedding space (Gal et al., StyleGAN-NADA; Asyrp eq. 3):
+
+    ΔI = E_I(x_edit) - E_I(x_source),   ΔT = E_T(y_target) - E_T(y_source)
+
+    L_direction = 1 - cos(ΔI, ΔT)                       (eq. 3, ``directional_clip_loss``)
+    S_dir       = cos(ΔI, ΔT)                           (evaluation, ``directional_similarity``)
+    L_log       = -log((1 + cos(ΔI, ΔT)) / 2)           (the reference implementation's training form)
+
+with E_I, E_T the unit-norm CLIP image and text embeddings. A *directional* loss asks the image to move
+the way the text moves, instead of towards the target text itself, which would collapse every image
+onto the same CLIP-pleasing picture.
+
+:class:`CLIPEncoder` wraps a ``transformers.CLIPModel`` and its tokenizer (hub id such as
+``openai/clip-vit-base-patch16``, or a local folder such as the toy CLIP). Its ``encode_image`` takes
+images in [-1, 1] of any size and does CLIP's preprocessing (shortest-side resize, centre crop,
+mean/std normalisation) in torch, so gradients reach the pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Sequence
+from urllib.parse import urlparse
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "CLIPEncoder",
+    "DirectionalCLIPLoss",
+    "DEFAULT_TEMPLATES",
+    "DEFAULT_CLIP",
+    "directional_clip_loss",
+    "directional_similarity",
+]
+
+#: The ``celebahq`` profile's CLIP (the reference implementation's default).
+DEFAULT_CLIP = "openai/clip-vit-base-patch16"
+
+#: CLIP's image normalisation (OpenAI), used when a model folder has no ``preprocessor_config.json``.
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+#: Generic prompt templates; a prompt's text embedding is the normalised mean over them.
+DEFAULT_TEMPLATES = (
+    "{}",
+    "a photo of {}.",
+    "a picture of {}.",
+    "an image of {}.",
+    "a close-up photo of {}.",
+    "a portrait of {}.",
+    "a rendering of {}.",
+    "a cropped photo of {}.",
+)
+
+_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}  # PIL codes in preprocessor_config.json
+
+
+def _features(out) -> torch.Tensor:
+    """``get_*_features`` returns a tensor (transformers 4.x) or an output object (5.x)."""
+    if isinstance(out, torch.Tensor):
+        return out
+    for key in ("text_embeds", "image_embeds", "pooler_output"):
+        value = getattr(out, key, None)
+        if isinstance(value, torch.Tensor):
+            return value
+    raise TypeError(f"unexpected CLIP feature output {type(out).__name__}")
+
+
+def _check_prompts(texts, name: str = "texts") -> list[str]:
+    if isinstance(texts, str):
+        texts = [texts]
+    if not isinstance(texts, (list, tuple)) or not texts:
+        raise ValueError(f"{name} must be a non-empty list of strings, got {texts!r}")
+    for t in texts:
+        if not isinstance(t, str):
+            raise ValueError(f"{name} must contain strings, got {type(t).__name__}: {t!r}")
+        if not t.strip():
+            raise ValueError(f"{name} contains an empty prompt; give a description such as 'a smiling face'")
+    return list(texts)
+
+
+class CLIPEncoder(nn.Module):
+    """A frozen CLIP model with unit-norm ``encode_text`` and differentiable ``encode_image``.
+
+    ``CLIPEncoder(model, tokenizer, image_size=None, mean=None, std=None, interpolation="bicubic")``:
+    ``model`` is a ``transformers.CLIPModel`` (it is put in eval mode and its parameters frozen),
+    ``tokenizer`` its tokenizer; ``image_size`` defaults to the vision config's, ``mean``/``std`` to
+    OpenAI's. ``interpolation`` is the resize filter ("bicubic" like ``CLIPImageProcessor``, or
+    "bilinear"); it is always antialiased. Use :meth:`from_pretrained` to load by hub id or folder.
+    """
+
+    def __init__(self, model, tokenizer, image_size: int | None = None, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None, interpolation: str = "bicubic", name: str | None = None):
+        super().__init__()
+        if interpolation not in ("bilinear", "bicubic"):
+            raise ValueError(f"interpolation must be 'bilinear' or 'bicubic', got {interpolation!r}")
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.image_size = int(image_size or model.config.vision_config.image_size)
+        self.interpolation = interpolation
+        self.name = name or getattr(model.config, "_name_or_path", "") or "CLIPModel"
+        self.register_buffer("mean", torch.tensor(mean or OPENAI_CLIP_MEAN, dtype=torch.float32).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("std", torch.tensor(std or OPENAI_CLIP_STD, dtype=torch.float32).view(1, 3, 1, 1),
+                             persistent=False)
+        self.max_length = int(model.config.text_config.max_position_embeddings)
+
+    def train(self, mode: bool = True) -> "CLIPEncoder":  # noqa: D102 - frozen, always eval
+        super().train(mode)
+        self.model.eval()
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.mean.device
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.model.config.projection_dim)
+
+    # ------------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike = DEFAULT_CLIP, device=None) -> "CLIPEncoder":
+        """Load a CLIP model and tokenizer by hub id (from the local cache first) or from a local folder.
+
+        A folder is read with ``save_pretrained`` layout; its ``preprocessor_config.json`` (if any) gives
+        the image size, mean, std and resize filter. When a hub model is neither cached nor reachable, a
+        ``RuntimeError`` names it and suggests the offline ``toy`` profile; nothing waits on the network
+        for more than a few seconds.
+        """
+        from transformers import CLIPModel
+
+        name = str(name_or_path)
+        local = Path(name).expanduser()
+        if local.is_dir():
+            model = CLIPModel.from_pretrained(local)
+            tokenizer = _load_tokenizer(local)
+            proc = _read_processor_config(local / "preprocessor_config.json")
+        elif name.startswith((".", "/", "~")) or name.count("/") > 1:
+            raise FileNotFoundError(f"name_or_path: no folder {name!r} (expected a hub id like {DEFAULT_CLIP!r} "
+                                    "or a folder saved with CLIPModel.save_pretrained)")
+        else:
+            model, tokenizer, proc = _load_from_hub(name)
+        encoder = cls(model, tokenizer, image_size=proc.get("image_size"), mean=proc.get("mean"),
+                      std=proc.get("std"), interpolation=proc.get("interpolation", "bicubic"), name=name)
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        return encoder.to(device)
+
+    # ------------------------------------------------------------------------------------------
+    def encode_text(self, texts: Sequence[str] | str) -> torch.Tensor:
+        """Unit-norm text embeddings ``(N, D)`` for a list of N non-empty prompts."""
+        texts = _check_prompts(texts)
+        tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                                return_tensors="pt")
+        feats = _features(self.model.get_text_features(input_ids=tokens["input_ids"].to(self.device),
+                                                        attention_mask=tokens["attention_mask"].to(self.device)))
+        return F.normalize(feats.float(), dim=-1)
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """Images ``(N, 3, H, W)`` in [-1, 1] → CLIP pixel values: shortest side resized to ``image_size``
+        (antialiased), centre crop to ``image_size``², then (x - mean) / std on the [0, 1] scale."""
+        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
+            shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+            raise ValueError(f"images must be a tensor (N, 3, H, W) in [-1, 1], got {shape}")
+        if not images.is_floating_point():
+            raise ValueError(f"images must be floating point in [-1, 1], got dtype {images.dtype}")
+        s = self.image_size
+        h, w = images.shape[-2:]
+        x = (images.float() + 1) / 2
+        if (h, w) != (s, s):
+            if h <= w:
+                size = (s, max(s, int(s * w / h)))
+            else:
+                size = (max(s, int(s * h / w)), s)
+            x = F.interpolate(x, size=size, mode=self.interpolation, align_corners=False, antialias=True)
+            top, left = (size[0] - s) // 2, (size[1] - s) // 2
+            x = x[..., top:top + s, left:left + s]
+        return (x - self.mean) / self.std
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """Unit-norm image embeddings ``(N, D)``; differentiable with respect to ``images``."""
+        pixels = self.preprocess(images.to(self.device))
+        return F.normalize(_features(self.model.get_image_features(pixel_values=pixels)).float(), dim=-1)
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, image_size={self.image_size}, embed_dim={self.embed_dim}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+# ----------------------------------------------------------------------------------------------
+
+def _load_tokenizer(path):
+    from transformers import AutoTokenizer, CLIPTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except Exception:  # a bare vocab.json/merges.txt folder has no tokenizer_config.json
+        return CLIPTokenizer.from_pretrained(path)
+
+
+def _read_processor_config(path: Path) -> dict:
+    if not path.is_file():
+        print(f"[asyrp_lib.clip] {path} not found: using the model's image size and OpenAI's mean/std",
+              file=sys.stderr)
+        return {}
+    cfg = json.loads(path.read_text())
+    crop = cfg.get("crop_size", cfg.get("size"))
+    if isinstance(crop, dict):
+        crop = crop.get("height", crop.get("shortest_edge"))
+    out = {"image_size": crop, "mean": cfg.get("image_mean"), "std": cfg.get("image_std")}
+    out["interpolation"] = _RESAMPLE.get(cfg.get("resample", 3), "bicubic")
+    if out["interpolation"] == "nearest":
+        out["interpolation"] = "bilinear"
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+        return False, "HF_HUB_OFFLINE is set"
+    try:
+        from huggingface_hub import constants
+
+        endpoint = constants.ENDPOINT
+    except Exception:
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    url = urlparse(endpoint)
+    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True, ""
+    except OSError as e:
+        return False, f"{host}:{port} is unreachable ({e})"
+
+
+def _load_from_hub(name: str):
+    from transformers import CLIPImageProcessor, CLIPModel
+
+    def load(local_only: bool):
+        model = CLIPModel.from_pretrained(name, local_files_only=local_only)
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_only)
+        try:
+            proc = CLIPImageProcessor.from_pretrained(name, local_files_only=local_only)
+            crop = proc.crop_size
+            crop = crop.get("height") if isinstance(crop, dict) else getattr(crop, "height", crop)
+            info = {"image_size": crop, "mean": list(proc.image_mean), "std": list(proc.image_std),
+                    "interpolation": _RESAMPLE.get(int(proc.resample), "bicubic")}
+        except Exception:
+            info = {}
+        return model, tokenizer, {k: v for k, v in info.items() if v is not None}
+
+    try:
+        return load(local_only=True)
+    except Exception as cached_error:
+        reachable, why = _hub_reachable()
+        if not reachable:
+            raise RuntimeError(
+                f"Cannot load CLIP model {name!r}: it is not in the local Hugging Face cache and the hub "
+                f"cannot be reached ({why}). Use the offline 'toy' profile (ASYRP_PROFILE=toy), or pass a "
+                f"local folder saved with CLIPModel.save_pretrained."
+            ) from cached_error
+    try:
+        return load(local_only=False)
+    except Exception as e:
+        raise RuntimeError(f"Cannot load CLIP model {name!r} from the hub: {e}. Check the id, or use the "
+                           f"offline 'toy' profile (ASYRP_PROFILE=toy) or a local folder.") from e
+
+
+# ----------------------------------------------------------------------------------------------
+# The directional loss (eq. 3)
+# ----------------------------------------------------------------------------------------------
+
+def _text_direction(txt_target: torch.Tensor, txt_source: torch.Tensor) -> torch.Tensor:
+    for name, t in (("txt_target", txt_target), ("txt_source", txt_source)):
+        if not isinstance(t, torch.Tensor) or t.ndim not in (1, 2):
+            raise ValueError(f"{name} must be a tensor (D,), (1, D) or (N, D), got "
+                             f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
+    d = txt_target - txt_source
+    if bool((d.norm(dim=-1) <= 1e-8).any()):
+        raise ValueError("txt_target and txt_source are the same embedding: the text direction ΔT is zero; "
+                         "use two different prompts")
+    return d
+
+
+def directional_similarity(img_edit: torch.Tensor, img_source: torch.Tensor, txt_target: torch.Tensor,
+                           txt_source: torch.Tensor) -> torch.Tensor:
+    """S_dir = cos(ΔI, ΔT) per image, ``(N,)``: ΔI = img_edit - img_source, ΔT = txt_target - txt_source.
+
+    Embeddings as returned by :class:`CLIPEncoder` (unit vectors): images ``(N, D)``, texts ``(D,)``,
+    ``(1, D)`` (broadcast over N) or ``(N, D)``. An unchanged image (ΔI = 0) has similarity 0.
+    """
+    for name, e in (("img_edit", img_edit), ("img_source", img_source)):
+        if not isinstance(e, torch.Tensor) or e.ndim != 2:
+            raise ValueError(f"{name} must be a tensor of embeddings (N, D), got "
+                             f"{tuple(e.shape) if isinstance(e, torch.Tensor) else type(e).__name__}")
+    if img_edit.shape != img_source.shape and img_source.shape[0] != 1:
+        raise ValueError(f"img_edit {tuple(img_edit.shape)} and img_source {tuple(img_source.shape)} must match")
+    d_txt = _text_direction(txt_target, txt_source)
+    if d_txt.shape[-1] != img_edit.shape[-1]:
+        raise ValueError(f"text embeddings have D={d_txt.shape[-1]} but image embeddings D={img_edit.shape[-1]}")
+    d_img = img_edit - img_source
+    return F.cosine_similarity(d_img, d_txt.expand_as(d_img), dim=-1, eps=1e-8)
+
+
+def directional_clip_loss(img_edit: torch.Tensor, img_source: torch.Tensor, txt_target: torch.Tensor,
+                          txt_source: torch.Tensor) -> torch.Tensor:
+    """Eq. (3): ``1 - cos(ΔI, ΔT)`` per image, ``(N,)``, in [0, 2] (0: the image moved along the text)."""
+    return 1 - directional_similarity(img_edit, img_source, txt_target, txt_source)
+
+
+class DirectionalCLIPLoss(nn.Module):
+    """Eq. (3) for a fixed prompt pair: ``loss(images_edit, images_source)`` → ``(N,)``.
+
+    ``source``/``target``: the prompts (e.g. "face", "smiling face"); each prompt's text embedding is the
+    renormalised mean of its embeddings over ``templates`` (``None``: the bare prompt). ``form``:
+    ``"cosine"`` gives ``1 - cos(ΔI, ΔT)`` (eq. 3), ``"log"`` the reference implementation's
+    ``-log((1 + cos(ΔI, ΔT)) / 2)``. The source images are the fixed reference: they are encoded
+    without gradient.
+    """
+
+    def __init__(self, encoder: CLIPEncoder, source: str, target: str,
+                 templates: Sequence[str] | None = DEFAULT_TEMPLATES, form: str = "cosine"):
+        super().__init__()
+        _check_prompts([source], "source")
+        _check_prompts([target], "target")
+        if source.strip().lower() == target.strip().lower():
+            raise ValueError(f"source and target prompts are identical ({source!r}): the edit direction is "
+                             "undefined; give two different descriptions")
+        if form not in ("cosine", "log"):
+            raise ValueError(f"form must be 'cosine' or 'log', got {form!r}")
+        templates = list(templates) if templates else ["{}"]
+        for t in templates:
+            if "{}" not in t:
+                raise ValueError(f"templates must contain '{{}}' where the prompt goes, got {t!r}")
+        self.encoder = encoder
+        self.source, self.target, self.form, self.templates = source, target, form, templates
+        with torch.no_grad():
+            self.register_buffer("txt_source", self.embed_prompt(source), persistent=False)
+            self.register_buffer("txt_target", self.embed_prompt(target), persistent=False)
+        _text_direction(self.txt_target, self.txt_source)  # a zero ΔT (same embedding) is an error too
+
+    def embed_prompt(self, prompt: str) -> torch.Tensor:
+        """The template-averaged unit text embedding ``(D,)`` of one prompt."""
+        emb = self.encoder.encode_text([t.format(prompt) for t in self.templates])
+        return F.normalize(emb.mean(0), dim=-1)
+
+    @property
+    def text_cosine(self) -> float:
+        """cos(E_T(source), E_T(target)): how close the two prompts are (used by ``intervals.edit_threshold``)."""
+        return float(F.cosine_similarity(self.txt_source, self.txt_target, dim=0))
+
+    def similarity(self, images_edit: torch.Tensor, images_source: torch.Tensor) -> torch.Tensor:
+        """S_dir = cos(ΔI, ΔT) per image, ``(N,)``."""
+        with torch.no_grad():
+            src = self.encoder.encode_image(images_source)
+        return directional_similarity(self.encoder.encode_image(images_edit), src, self.txt_target, self.txt_source)
+
+    def forward(self, images_edit: torch.Tensor, images_source: torch.Tensor) -> torch.Tensor:
+        cos = self.similarity(images_edit, images_source)
+        if self.form == "log":
+            return -torch.log(((1 + cos) / 2).clamp_min(1e-8))
+        return 1 - cos
+
+    def extra_repr(self) -> str:
+        return f"source={self.source!r}, target={self.target!r}, form={self.form!r}, templates={len(self.templates)}"
