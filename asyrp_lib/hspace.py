@@ -1,0 +1,157 @@
+r"""The h-space: the U-Net's bottleneck (the output of its mid block), and the split forward pass.
+
+A diffusers ``UNet2DModel`` computes ε^θ(x_t, t) as
+
+    encoder (conv_in + down blocks) → mid block → h_t → decoder (up blocks, fed by the skip connections).
+
+Asyrp edits h_t only: ε^θ(x_t | Δh_t) is the same network with h_t + Δh_t handed to the decoder, while
+every skip connection stays as it was (course eq. 5). ``HSpaceUNet`` exposes the two halves:
+
+- ``encode(x_t, t)`` → ``Encoded`` with ``.h`` (N, C_h, H_h, W_h) and what ``decode`` needs;
+- ``decode(encoded, h=None)`` → ε; ``h`` may hold k·N rows (k versions of h for the same inputs);
+- ``eps(x_t, t, delta_h=None)`` → ε, or the pair ``(eps_edited, eps)`` from ONE encoder pass and ONE
+  decoder pass over the batch ``[h + Δh ; h]``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+__all__ = ["Encoded", "HSpaceUNet", "h_shape"]
+
+
+@dataclass
+class Encoded:
+    """The encoder half of a U-Net forward pass."""
+
+    h: torch.Tensor  # the mid-block output h_t
+    emb: torch.Tensor  # time embedding, one row per input
+    skips: tuple  # skip-connection tensors from the down path, in order
+    timesteps: torch.Tensor  # (N,) timesteps used (needed by Fourier-embedding U-Nets)
+
+
+class HSpaceUNet(nn.Module):
+    """Wraps a ``diffusers.UNet2DModel`` to read and edit its bottleneck h_t.
+
+    ``HSpaceUNet(unet)(x_t, t)`` equals ``unet(x_t, t).sample`` to float rounding.
+    """
+
+    def __init__(self, unet: nn.Module):
+        super().__init__()
+        needed = ("conv_in", "down_blocks", "up_blocks", "time_proj", "time_embedding", "conv_out", "config")
+        if not all(hasattr(unet, a) for a in needed):
+            raise ValueError(f"unet: expected a diffusers UNet2DModel, got {type(unet).__name__}")
+        if getattr(unet, "mid_block", None) is None:
+            raise ValueError("unet: this UNet2DModel has no mid block (mid_block_type=None), so it has no h-space; "
+                             "use a model built with a mid block (the default UNetMidBlock2D)")
+        if getattr(unet, "class_embedding", None) is not None:
+            raise ValueError("unet: class-conditional UNet2DModels are not supported (class_embed_type must be None)")
+        self.unet = unet
+
+    # -- properties ------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.unet.parameters()).dtype
+
+    def h_shape(self, image_size: int | None = None) -> tuple[int, int, int]:
+        """(C, H, W) of h_t for square inputs of ``image_size`` (default: the model's sample_size)."""
+        return h_shape(self.unet, image_size)
+
+    # -- the two halves --------------------------------------------------------------------
+    def _timesteps(self, t, n: int, device) -> torch.Tensor:
+        tt = torch.as_tensor(t, device=device)
+        if tt.dim() == 0:
+            tt = tt.expand(n)
+        if tt.shape != (n,):
+            raise ValueError(f"t: expected an int or a tensor of shape ({n},), got shape {tuple(tt.shape)}")
+        return tt
+
+    def encode(self, x_t: torch.Tensor, t) -> Encoded:
+        """Encoder and mid block: returns h_t with the skip connections and time embedding."""
+        u = self.unet
+        if x_t.dim() != 4 or x_t.shape[1] != u.config.in_channels:
+            raise ValueError(f"x_t: expected shape (N, {u.config.in_channels}, H, W), got {tuple(x_t.shape)}")
+        tt = self._timesteps(t, x_t.shape[0], x_t.device)
+        sample = 2 * x_t - 1.0 if u.config.center_input_sample else x_t
+        emb = u.time_embedding(u.time_proj(tt).to(dtype=u.dtype))
+        skip_sample = sample
+        sample = u.conv_in(sample)
+        skips = (sample,)
+        for block in u.down_blocks:
+            if hasattr(block, "skip_conv"):
+                sample, res, skip_sample = block(hidden_states=sample, temb=emb, skip_sample=skip_sample)
+            else:
+                sample, res = block(hidden_states=sample, temb=emb)
+            skips += res
+        h = u.mid_block(sample, emb)
+        return Encoded(h=h, emb=emb, skips=skips, timesteps=tt)
+
+    def decode(self, encoded: Encoded, h: torch.Tensor | None = None) -> torch.Tensor:
+        """Decoder: ε from h (default ``encoded.h``) and the encoder's skip connections.
+
+        ``h`` may stack k versions of h for the same N inputs (k·N rows, version-major); the skip
+        connections and time embedding are repeated k times, so k decoders run as one batch.
+        """
+        u = self.unet
+        n = encoded.h.shape[0]
+        if h is None:
+            h = encoded.h
+        if h.dim() != 4 or h.shape[1:] != encoded.h.shape[1:] or h.shape[0] % n:
+            raise ValueError(f"h: expected shape (k·{n}, {', '.join(map(str, encoded.h.shape[1:]))}), "
+                             f"got {tuple(h.shape)}")
+        k = h.shape[0] // n
+        rep = (lambda z: z.repeat(k, *([1] * (z.dim() - 1)))) if k > 1 else (lambda z: z)
+        emb, tt = rep(encoded.emb), rep(encoded.timesteps)
+        skips = tuple(rep(s) for s in encoded.skips)
+        sample = h
+        skip_sample = None
+        for block in u.up_blocks:
+            res = skips[-len(block.resnets):]
+            skips = skips[: -len(block.resnets)]
+            if hasattr(block, "skip_conv"):
+                sample, skip_sample = block(sample, res, emb, skip_sample)
+            else:
+                sample = block(sample, res, emb)
+        sample = u.conv_out(u.conv_act(u.conv_norm_out(sample)))
+        if skip_sample is not None:
+            sample = sample + skip_sample
+        if u.config.time_embedding_type == "fourier":
+            sample = sample / tt.reshape(-1, 1, 1, 1)
+        return sample
+
+    # -- ε with and without an edit --------------------------------------------------------
+    def eps(self, x_t: torch.Tensor, t, delta_h: torch.Tensor | None = None):
+        """ε^θ(x_t, t); with ``delta_h`` the pair ``(ε(x_t | h + Δh), ε(x_t))`` from one shared encoder pass."""
+        enc = self.encode(x_t, t)
+        if delta_h is None:
+            return self.decode(enc)
+        h = enc.h
+        try:
+            h_edit = h + delta_h.to(dtype=h.dtype)
+        except RuntimeError:
+            raise ValueError(f"delta_h: expected a tensor broadcastable to h's shape {tuple(h.shape)}, "
+                             f"got {tuple(delta_h.shape)}") from None
+        if h_edit.shape != h.shape:
+            raise ValueError(f"delta_h: expected a tensor broadcastable to h's shape {tuple(h.shape)}, "
+                             f"got {tuple(delta_h.shape)}")
+        both = self.decode(enc, torch.cat([h_edit, h]))
+        return both[: h.shape[0]], both[h.shape[0]:]
+
+    def forward(self, x_t: torch.Tensor, t) -> torch.Tensor:
+        return self.decode(self.encode(x_t, t))
+
+
+def h_shape(unet: nn.Module, image_size: int | None = None) -> tuple[int, int, int]:
+    """(C, H, W) of the bottleneck h for square inputs (default size: the model's ``sample_size``)."""
+    cfg = unet.config
+    size = image_size or (cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0])
+    for block in unet.down_blocks:  # every downsampler halves the side (diffusers pads odd sides up)
+        if getattr(block, "downsamplers", None) is not None:
+            size = (size + 1) // 2
+    return (unet.mid_block.resnets[-1].out_channels, size, size)

@@ -1,0 +1,338 @@
+"""Profiles: one code path, three sizes of model.
+
+=============  ===============================================  ==========================  ====================
+profile        diffusion model (``UNet2DModel``)                 CLIP                        where it runs
+=============  ===============================================  ==========================  ====================
+``celebahq``   ``google/ddpm-ema-celebahq-256`` (h: 512×8×8)     ``openai/clip-vit-base-     Colab GPU; model hub
+                                                                 patch16``
+``toy``        the course's toy-face DDPM in ``data/``           the toy CLIP in ``data/``   anywhere, offline
+``tiny``       random weights, built from a config in seconds    random, small               unit tests
+=============  ===============================================  ==========================  ====================
+
+``load_profile(name)`` also takes a hub id or a local folder of any ``UNet2DModel`` with a mid block
+(``google/ddpm-ema-church-256``, a folder written by ``save_pretrained`` …); such a profile uses the
+default CLIP. CLIP and LPIPS load lazily, on first use. ``default_profile_name()`` reads
+``ASYRP_PROFILE`` and otherwise picks ``celebahq`` with a CUDA GPU and ``toy`` without.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlparse
+
+import torch
+
+from ._utils import data_dir
+from .ddim import Schedule
+from .hspace import HSpaceUNet, h_shape
+
+__all__ = ["Profile", "ProfileSpec", "PROFILES", "load_profile", "default_profile_name", "resolve_device",
+           "HubUnavailableError", "CONFIG_DIR", "data_dir"]
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+class HubUnavailableError(OSError):
+    """A model had to come from the model hub, and the hub cannot be reached."""
+
+
+# --------------------------------------------------------------------------------------------
+# Profile specifications
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ProfileSpec:
+    """What a named profile is made of (fields say what they change)."""
+
+    name: str
+    unet: str  # hub id, local folder, or "random:<config.json>" for random weights
+    clip: str  # hub id, local folder, or "random" for a small random CLIP
+    image_size: int  # side of the images the U-Net works on
+    default_steps: int  # DDIM steps the notebooks use by default
+    lpips_random_backbone: bool = False  # True only for unit tests
+    prompt_pairs: tuple = (("face", "smiling face"),)  # (source, target) pairs shown by default
+    description: str = ""
+
+
+PROFILES: dict[str, ProfileSpec] = {
+    "celebahq": ProfileSpec(
+        name="celebahq",
+        unet="google/ddpm-ema-celebahq-256",
+        clip="openai/clip-vit-base-patch16",
+        image_size=256,
+        default_steps=40,
+        prompt_pairs=(("face", "smiling face"), ("face", "face with glasses"), ("person", "young person"),
+                      ("face", "angry face")),
+        description="CelebA-HQ 256×256 faces (hub weights; GPU recommended)",
+    ),
+    "toy": ProfileSpec(
+        name="toy",
+        unet="data:toy_ddpm",
+        clip="data:toy_clip",
+        image_size=64,
+        default_steps=20,
+        prompt_pairs=(("face", "smiling face"), ("face", "face with glasses"), ("face", "face with closed eyes"),
+                      ("face", "face with red hair")),
+        description="the toy face world, 64×64, trained weights shipped in data/ (offline, CPU)",
+    ),
+    "tiny": ProfileSpec(
+        name="tiny",
+        unet="random:tiny_unet.json",
+        clip="random",
+        image_size=32,
+        default_steps=10,
+        lpips_random_backbone=True,
+        description="random weights, for unit tests only",
+    ),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# The loaded profile
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Profile:
+    """The models of one profile, on one device. ``clip`` and ``lpips`` load on first use."""
+
+    name: str
+    unet: torch.nn.Module  # a diffusers UNet2DModel, eval mode
+    schedule: Schedule
+    image_size: int
+    default_steps: int
+    prompt_pairs: list
+    device: torch.device
+    model_id: str  # where the U-Net came from
+    _clip_loader: Callable = field(repr=False, default=None)
+    _lpips_loader: Callable = field(repr=False, default=None)
+    _clip: object = field(repr=False, default=None)
+    _lpips: object = field(repr=False, default=None)
+    _hspace: HSpaceUNet | None = field(repr=False, default=None)
+
+    @property
+    def clip(self):
+        """The profile's CLIP (``asyrp_lib.clip.CLIPEncoder``), loaded on first use."""
+        if self._clip is None:
+            self._clip = self._clip_loader()
+        return self._clip
+
+    @property
+    def lpips(self):
+        """LPIPS (AlexNet) as a callable ``(x, y) -> (N,)``, loaded on first use."""
+        if self._lpips is None:
+            self._lpips = self._lpips_loader()
+        return self._lpips
+
+    @property
+    def hspace(self) -> HSpaceUNet:
+        """The U-Net wrapped to read and edit its bottleneck h_t."""
+        if self._hspace is None:
+            self._hspace = HSpaceUNet(self.unet)
+        return self._hspace
+
+    @property
+    def h_shape(self) -> tuple[int, int, int]:
+        return h_shape(self.unet, self.image_size)
+
+    def __str__(self) -> str:
+        n = sum(p.numel() for p in self.unet.parameters())
+        return (f"profile {self.name!r}: U-Net {self.model_id} ({n / 1e6:.1f} M parameters), "
+                f"images {self.image_size}×{self.image_size}, h {'×'.join(map(str, self.h_shape))}, "
+                f"device {self.device}")
+
+
+def resolve_device(device=None) -> torch.device:
+    """``None`` → CUDA if available, else CPU; strings like ``"cuda"``/``"cpu"`` are checked."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device: expected 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' was asked for but no CUDA GPU is available here; use device='cpu'")
+    return dev
+
+
+def default_profile_name() -> str:
+    """``$ASYRP_PROFILE`` if set, else ``celebahq`` when a CUDA GPU is present and ``toy`` otherwise."""
+    name = os.environ.get("ASYRP_PROFILE", "").strip()
+    if name:
+        return name
+    return "celebahq" if torch.cuda.is_available() else "toy"
+
+
+# --------------------------------------------------------------------------------------------
+# Loading from the hub, a local folder, data/ or a config
+# --------------------------------------------------------------------------------------------
+def _hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
+    """Whether the model hub answers at all; says why not. Never waits longer than ``timeout``."""
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
+            return False, f"{var} is set"
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    url = urlparse(endpoint)
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True, ""
+    except OSError as exc:
+        return False, f"cannot connect to {host}:{port} ({exc.__class__.__name__}: {exc})"
+
+
+def _hub_error(model_id: str, what: str, reason: str) -> HubUnavailableError:
+    return HubUnavailableError(
+        f"Cannot load the {what} {model_id!r}: it is not in the local cache and the model hub is unreachable "
+        f"({reason}).\n  To continue offline: use the toy profile (load_profile('toy'), or ASYRP_PROFILE=toy, "
+        f"or --profile toy), or download the model on a connected machine with save_pretrained(...) and pass "
+        f"that local folder instead of the hub id."
+    )
+
+
+def from_pretrained_fast(cls, model_id: str, what: str, **kwargs):
+    """``cls.from_pretrained(model_id)`` that fails in seconds, with a clear message, when offline.
+
+    A local folder loads directly; a hub id is tried from the local cache first, then from the hub
+    only if the hub answers.
+    """
+    if Path(model_id).expanduser().is_dir():
+        return cls.from_pretrained(str(Path(model_id).expanduser()), **kwargs)
+    if model_id.startswith((".", "/", "~")) or model_id.count("/") > 1:
+        raise ValueError(f"{what}: {model_id!r} is neither an existing folder nor a hub id like 'owner/name'")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return cls.from_pretrained(model_id, local_files_only=True, **kwargs)
+    except (OSError, ValueError):
+        pass
+    ok, reason = _hub_reachable()
+    if not ok:
+        raise _hub_error(model_id, what, reason)
+    return cls.from_pretrained(model_id, **kwargs)
+
+
+def _load_unet(spec_unet: str):
+    """Returns (unet, schedule, model_id)."""
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    if spec_unet.startswith("random:"):
+        cfg_path = CONFIG_DIR / spec_unet.split(":", 1)[1]
+        cfg = json.loads(cfg_path.read_text())
+        torch.manual_seed(0)  # the tiny profile is the same model every time
+        unet = UNet2DModel.from_config(cfg)
+        return unet, Schedule.linear(), f"random ({cfg_path.name})"
+    if spec_unet.startswith("data:"):
+        folder = data_dir() / spec_unet.split(":", 1)[1]
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(
+                f"The toy DDPM weights are missing: {folder}/config.json was not found. They are made by "
+                f"scripts/train_toy_ddpm.py (a GPU job) and shipped in data/toy_ddpm/. Until they exist, use "
+                f"the 'tiny' profile (random weights) or 'celebahq' (model hub)."
+            )
+        unet = UNet2DModel.from_pretrained(str(folder))
+        sched_file = folder / "scheduler_config.json"
+        schedule = (Schedule.from_scheduler(DDPMScheduler.from_pretrained(str(folder)))
+                    if sched_file.is_file() else Schedule.linear())
+        return unet, schedule, "toy DDPM (data/toy_ddpm)"
+    unet = from_pretrained_fast(UNet2DModel, spec_unet, "diffusion model")
+    try:
+        scheduler = from_pretrained_fast(DDPMScheduler, spec_unet, "noise scheduler")
+        schedule = Schedule.from_scheduler(scheduler)
+    except (OSError, ValueError):
+        schedule = Schedule.linear()  # the DDPM default these checkpoints were trained with
+    return unet, schedule, spec_unet
+
+
+def _clip_loader(spec_clip: str, device: torch.device) -> Callable:
+    def load():
+        from .clip import CLIPEncoder
+
+        if spec_clip == "random":
+            return _random_clip(device)
+        if spec_clip.startswith("data:"):
+            folder = data_dir() / spec_clip.split(":", 1)[1]
+            if not (folder / "config.json").is_file():
+                raise FileNotFoundError(f"The toy CLIP is missing: {folder}/config.json was not found; it is made by "
+                                        f"scripts/train_toy_clip.py and shipped in data/toy_clip/.")
+            return CLIPEncoder.from_pretrained(str(folder), device=device)
+        return CLIPEncoder.from_pretrained(spec_clip, device=device)
+
+    return load
+
+
+def _random_clip(device: torch.device):
+    """A small random CLIP with a character-level tokenizer: the ``tiny`` profile's."""
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+
+    from .clip import CLIPEncoder
+
+    torch.manual_seed(0)
+    config = CLIPConfig(
+        text_config=dict(vocab_size=_TINY_VOCAB_SIZE, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=32),
+        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                           num_attention_heads=2),
+        projection_dim=16,
+    )
+    model = CLIPModel(config).eval().to(device)
+    with tempfile.TemporaryDirectory() as tmp:
+        _write_char_tokenizer(Path(tmp))
+        tokenizer = CLIPTokenizer.from_pretrained(tmp)
+    return CLIPEncoder(model, tokenizer)
+
+
+_TINY_VOCAB_SIZE = 514  # 256 byte symbols, the same with an end-of-word mark, and two special tokens
+
+
+def _write_char_tokenizer(folder: Path) -> None:
+    """A CLIP BPE tokenizer with no merges: every character is a token."""
+    from transformers.models.clip.tokenization_clip import bytes_to_unicode
+
+    chars = list(bytes_to_unicode().values())
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": i + len(chars) for i, c in enumerate(chars)})
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+
+
+def load_profile(name: str | None = None, device=None, *, clip: str | None = None) -> Profile:
+    """Load a profile by name (``celebahq``, ``toy``, ``tiny``), hub id or local U-Net folder.
+
+    ``name=None`` uses ``default_profile_name()``; ``clip`` (hub id or folder) replaces the profile's CLIP. The U-Net is loaded now (eval mode, on ``device``);
+    CLIP and LPIPS when first used.
+    """
+    if name is None:
+        name = default_profile_name()
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"name: expected a profile name ({', '.join(PROFILES)}), a hub id or a folder; got {name!r}")
+    name = name.strip()
+    dev = resolve_device(device)
+    if name in PROFILES:
+        spec = PROFILES[name]
+    elif Path(name).expanduser().is_dir() or (name.count("/") == 1 and not name.startswith((".", "/", "~"))):
+        default = PROFILES["celebahq"]
+        spec = ProfileSpec(name=name, unet=name, clip=default.clip, image_size=0, default_steps=default.default_steps,
+                           prompt_pairs=default.prompt_pairs, description=f"U-Net {name}")
+    else:
+        raise ValueError(f"name: unknown profile {name!r}; expected one of {', '.join(PROFILES)}, "
+                         f"a hub id like 'google/ddpm-ema-church-256', or an existing local folder")
+    unet, schedule, model_id = _load_unet(spec.unet)
+    HSpaceUNet(unet)  # refuses U-Nets without a mid block, with a clear error
+    unet = unet.eval().requires_grad_(False).to(dev)
+    cfg_size = unet.config.sample_size
+    image_size = spec.image_size or (cfg_size if isinstance(cfg_size, int) else cfg_size[0])
+
+    def lpips_loader():
+        from .perceptual import load_lpips
+
+        return load_lpips("alex", device=dev, random_backbone=spec.lpips_random_backbone)
+
+    return Profile(name=spec.name, unet=unet, schedule=schedule, image_size=image_size,
+                   default_steps=spec.default_steps, prompt_pairs=list(spec.prompt_pairs), device=dev,
+                   model_id=model_id, _clip_loader=_clip_loader(clip or spec.clip, dev), _lpips_loader=lpips_loader)
