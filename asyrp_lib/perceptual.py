@@ -105,7 +105,7 @@ class LPIPS(nn.Module):
         self.model.eval()
         return self
 
-    def _check(self, name: str, img: torch.Tensor) -> None:
+    def _check(self, name: str, img: torch.Tensor, check_range: bool = True) -> None:
         if not isinstance(img, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor of shape (N, 3, H, W), got {type(img).__name__}")
         if img.ndim != 4 or img.shape[1] != 3:
@@ -119,13 +119,15 @@ class LPIPS(nn.Module):
         if not (np.isfinite(lo) and np.isfinite(hi)):
             raise ValueError(f"{name} contains NaN or inf values")
         tol = self.range_tolerance
-        if lo < -1 - tol or hi > 1 + tol:
+        if check_range and (lo < -1 - tol or hi > 1 + tol):
             hint = " (it looks like [0, 255]: use x / 127.5 - 1)" if hi > 2 else " (use x.clamp(-1, 1))"
             raise ValueError(f"{name} must lie in [-1, 1], got values in [{lo:.3g}, {hi:.3g}]{hint}")
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        self._check("x", x)
-        self._check("y", y)
+    def forward(self, x: torch.Tensor, y: torch.Tensor, *, check_range: bool = True) -> torch.Tensor:
+        """LPIPS(x, y) per image, ``(N,)``. ``check_range=False`` accepts values outside [-1, 1] as they are
+        (noisy x_t, raw P_t previews), as the Asyrp reference implementation does for its interval curves."""
+        self._check("x", x, check_range)
+        self._check("y", y, check_range)
         if x.shape[1:] != y.shape[1:]:
             raise ValueError(f"x and y must have the same (3, H, W), got {tuple(x.shape)} and {tuple(y.shape)}")
         if x.shape[0] != y.shape[0] and 1 not in (x.shape[0], y.shape[0]):

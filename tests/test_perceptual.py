@@ -82,6 +82,8 @@ def test_bad_range_and_values(lpips_alex):
     ok = torch.zeros(1, 3, 32, 32)
     with pytest.raises(ValueError, match=r"y must lie in \[-1, 1\].*127.5"):
         lpips_alex(ok, torch.full((1, 3, 32, 32), 200.0))
+    noisy = torch.randn(1, 3, 32, 32) * 2
+    assert lpips_alex(ok, noisy, check_range=False).shape == (1,)  # explicitly allowed: noisy x_t
     with pytest.raises(ValueError, match="x contains NaN"):
         lpips_alex(torch.full((1, 3, 32, 32), float("nan")), ok)
     with pytest.raises(ValueError, match="net must be"):
