@@ -102,6 +102,13 @@ class CLIPEncoder(nn.Module):
         super().__init__()
         if interpolation not in ("bilinear", "bicubic"):
             raise ValueError(f"interpolation must be 'bilinear' or 'bicubic', got {interpolation!r}")
+        eos_model = getattr(model.config.text_config, "eos_token_id", None)
+        eos_tok = getattr(tokenizer, "eos_token_id", None)
+        if eos_model not in (None, 2) and eos_tok is not None and eos_model != eos_tok:
+            # (eos_token_id == 2 is transformers' legacy setting: pool at the largest token id instead)
+            raise ValueError(f"tokenizer.eos_token_id is {eos_tok} but model.config.text_config.eos_token_id is "
+                             f"{eos_model}: CLIP pools the text at the end token, so every prompt would get the same "
+                             f"embedding. Build the model's text_config with eos_token_id={eos_tok}.")
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.image_size = int(image_size or model.config.vision_config.image_size)

@@ -97,6 +97,18 @@ def test_encode_image_any_size_and_gradients(encoder):
         encoder.encode_image(torch.zeros(3, 64, 64))
 
 
+def test_mismatched_end_token_is_rejected(tmp_path):
+    from transformers import CLIPTokenizer
+
+    from _clip_fixtures import write_tokenizer_files
+
+    tokenizer = CLIPTokenizer.from_pretrained(write_tokenizer_files(tmp_path))
+    model, _ = make_tiny_clip(tmp_path / "ok", image_size=32, patch_size=8)
+    model.config.text_config.eos_token_id = tokenizer.eos_token_id + 1000  # e.g. the default 49407 of a tiny vocab
+    with pytest.raises(ValueError, match="eos_token_id"):
+        CLIPEncoder(model, tokenizer)
+
+
 def _smooth_image(h, w, seed):
     g = torch.Generator().manual_seed(seed)
     low = torch.rand(1, 3, max(h // 24, 2), max(w // 24, 2), generator=g)
