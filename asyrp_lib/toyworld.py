@@ -29,14 +29,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import zlib
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from ._utils import data_dir  # noqa: F401  (re-exported: where the toy weights live)
 
 ATTRIBUTES: dict[str, tuple] = {
     "smile": (-1.0, 1.0),
@@ -391,12 +391,6 @@ def gaussian_blur(images: torch.Tensor, sigma) -> torch.Tensor:
     x = torch.nn.functional.conv2d(x, k[:, None, None, :], groups=n * c)
     x = torch.nn.functional.conv2d(x, k[:, None, :, None], groups=n * c)
     return x.reshape(n, c, h, w)
-
-
-def data_dir() -> Path:
-    """The folder with the shipped toy weights: ``$ASYRP_DATA`` if set, else the repository's ``data/``."""
-    env = os.environ.get("ASYRP_DATA")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "data"
 
 
 def __getattr__(name):  # the oracle lives in its own module; import it on first use

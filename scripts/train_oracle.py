@@ -6,7 +6,7 @@ head. At the end it measures, on 1,000 fresh renders from a held-out seed, the a
 attribute (smile as the 3-way label with thresholds +-0.33, plus its MAE) and the face head on clean,
 lightly augmented and corrupted images, and prints them as JSON.
 
-    python scripts/train_oracle.py --steps 3000 --device cpu
+    python scripts/train_oracle.py --steps 1000 --device cpu
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def evaluate(oracle: Oracle, n: int = 1000, seed: int = EVAL_SEED) -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=64, help="faces per step (plus batch/2 non-faces)")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)

@@ -10,7 +10,7 @@ At the end it saves the model (fp16 when the fp16 copy measures as well as fp32)
 CLIPImageProcessor config, then measures zero-shot accuracy and the directional CLIP similarity on
 fresh renders from a held-out seed and prints them as JSON.
 
-    python scripts/train_toy_clip.py --steps 1600 --device cpu
+    python scripts/train_toy_clip.py --steps 1200 --device cpu
 """
 from __future__ import annotations
 
@@ -91,7 +91,8 @@ def build_model(vocab_size: int, tok, args):
     vision = dict(image_size=args.image_size, patch_size=args.patch, hidden_size=args.width,
                   intermediate_size=4 * args.width, num_hidden_layers=args.vision_layers,
                   num_attention_heads=args.width // 64)
-    cfg = CLIPConfig(text_config=text, vision_config=vision, projection_dim=args.proj)
+    cfg = CLIPConfig(text_config=text, vision_config=vision, projection_dim=args.proj,
+                     logit_scale_init_value=math.log(20.0))
     return CLIPModel(cfg)
 
 
@@ -151,9 +152,9 @@ def evaluate(enc: Encoder, n: int = 600, seed: int = EVAL_SEED, blur_sigma: floa
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=1600)
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=8e-4)
+    ap.add_argument("--steps", type=int, default=1200)
+    ap.add_argument("--batch", type=int, default=96)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
@@ -175,9 +176,11 @@ def main(argv=None):
     n_params = sum(p.numel() for p in model.parameters())
     print(f"toy CLIP: {n_params / 1e6:.2f} M parameters, vocabulary {len(tok)}")
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embedding" not in n]
-    other = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embedding" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": other, "weight_decay": 0.0}],
-                            lr=args.lr, betas=(0.9, 0.98))
+    other = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embedding" not in n)
+             and n != "logit_scale"]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": other, "weight_decay": 0.0},
+                             {"params": [model.logit_scale], "weight_decay": 0.0, "lr": 10 * args.lr}],
+                            lr=args.lr, betas=(0.9, 0.98))  # the temperature learns 10x faster
     warm = min(150, args.steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / max(1, warm)) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps)))))
@@ -222,8 +225,8 @@ def main(argv=None):
     model.save_pretrained(str(out_dir))
     from transformers import CLIPImageProcessor
     CLIPImageProcessor(size={"shortest_edge": args.image_size}, crop_size={"height": args.image_size,
-                       "width": args.image_size}, image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD)
-                       ).save_pretrained(str(out_dir))
+                       "width": args.image_size}, image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD),
+                       resample=2).save_pretrained(str(out_dir))
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                 cwd=Path(__file__).resolve().parent).stdout.strip()
