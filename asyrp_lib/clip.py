@@ -196,6 +196,7 @@ class CLIPEncoder(nn.Module):
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """Unit-norm image embeddings ``(N, D)``; differentiable with respect to ``images``."""
         pixels = self.preprocess(images.to(self.device))
+        pixels = pixels.to(next(self.model.parameters()).dtype)  # e.g. a half-precision model
         return F.normalize(_features(self.model.get_image_features(pixel_values=pixels)).float(), dim=-1)
 
     def extra_repr(self) -> str:
@@ -367,14 +368,21 @@ class DirectionalCLIPLoss(nn.Module):
         """cos(E_T(source), E_T(target)): how close the two prompts are (used by ``intervals.edit_threshold``)."""
         return float(F.cosine_similarity(self.txt_source, self.txt_target, dim=0))
 
-    def similarity(self, images_edit: torch.Tensor, images_source: torch.Tensor) -> torch.Tensor:
-        """S_dir = cos(ΔI, ΔT) per image, ``(N,)``."""
-        with torch.no_grad():
-            src = self.encoder.encode_image(images_source)
-        return directional_similarity(self.encoder.encode_image(images_edit), src, self.txt_target, self.txt_source)
+    def similarity(self, images_edit: torch.Tensor, images_source: torch.Tensor | None = None, *,
+                   source_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """S_dir = cos(ΔI, ΔT) per image, ``(N,)``. Give the source as images or, to encode them only once
+        in a training loop, as ``source_embeds = encoder.encode_image(images_source)``."""
+        if (images_source is None) == (source_embeds is None):
+            raise ValueError("give exactly one of images_source (images) or source_embeds (their CLIP embeddings)")
+        if source_embeds is None:
+            with torch.no_grad():
+                source_embeds = self.encoder.encode_image(images_source)
+        return directional_similarity(self.encoder.encode_image(images_edit), source_embeds.detach(),
+                                      self.txt_target, self.txt_source)
 
-    def forward(self, images_edit: torch.Tensor, images_source: torch.Tensor) -> torch.Tensor:
-        cos = self.similarity(images_edit, images_source)
+    def forward(self, images_edit: torch.Tensor, images_source: torch.Tensor | None = None, *,
+                source_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        cos = self.similarity(images_edit, images_source, source_embeds=source_embeds)
         if self.form == "log":
             return -torch.log(((1 + cos) / 2).clamp_min(1e-8))
         return 1 - cos

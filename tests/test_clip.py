@@ -183,6 +183,9 @@ def test_directional_module_matches_functional(encoder):
                                      loss_fn.txt_target, loss_fn.txt_source)
     torch.testing.assert_close(loss, expected)
     torch.testing.assert_close(loss_fn.similarity(edit, src), 1 - expected)
+    torch.testing.assert_close(loss_fn(edit, source_embeds=encoder.encode_image(src)), expected)
+    with pytest.raises(ValueError, match="exactly one"):
+        loss_fn(edit)
     loss.sum().backward()
     assert edit.grad is not None and edit.grad.abs().sum() > 0
 

@@ -142,3 +142,21 @@ def test_random_backbone_only_on_request():
     with pytest.warns(UserWarning, match="RANDOMLY"):
         m = load_lpips("alex", device="cpu", random_backbone=True, verbose=False)
     assert isinstance(m, LPIPS) and "random" in m.source
+
+
+def test_torchvision_checkpoint_is_preferred(lpips_alex, tmp_path, monkeypatch):
+    """A torchvision AlexNet checkpoint in the torch hub cache is used as it is (keys ``features.{i}.*``)."""
+    hub = tmp_path / "hub"
+    target = perceptual._torchvision_cache_file("alex").name
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
+    monkeypatch.setenv("ASYRP_CACHE", str(tmp_path / "empty"))
+    convs = {n.split(".")[-1]: m for n, m in lpips_alex.model.net.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    state = {f"features.{i}.{k}": getattr(m, k).detach().clone() for i, m in convs.items() for k in ("weight", "bias")}
+    state["classifier.1.weight"] = torch.zeros(4, 4)  # the classifier head is ignored
+    (hub / "checkpoints").mkdir(parents=True)
+    torch.save(state, hub / "checkpoints" / target)
+    m = load_lpips("alex", device="cpu", verbose=False)
+    assert m.source.startswith("torchvision checkpoint")
+    ref, p0 = _load_image("ex_ref.png"), _load_image("ex_p0.png")
+    with torch.no_grad():
+        assert round(m(ref, p0).item(), 3) == 0.722
