@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 from pathlib import Path
 from typing import Sequence
-from urllib.parse import urlparse
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .hub import hub_error, hub_reachable
 
 __all__ = [
     "CLIPEncoder",
@@ -140,7 +140,7 @@ class CLIPEncoder(nn.Module):
 
         A folder is read with ``save_pretrained`` layout; its ``preprocessor_config.json`` (if any) gives
         the image size, mean, std and resize filter. When a hub model is neither cached nor reachable, a
-        ``RuntimeError`` names it and suggests the offline ``toy`` profile; nothing waits on the network
+        ``HubUnavailableError`` names it and suggests the offline ``toy`` profile; nothing waits on the network
         for more than a few seconds.
         """
         from transformers import CLIPModel
@@ -232,24 +232,6 @@ def _read_processor_config(path: Path) -> dict:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def _hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
-        return False, "HF_HUB_OFFLINE is set"
-    try:
-        from huggingface_hub import constants
-
-        endpoint = constants.ENDPOINT
-    except Exception:
-        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    url = urlparse(endpoint)
-    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True, ""
-    except OSError as e:
-        return False, f"{host}:{port} is unreachable ({e})"
-
-
 def _load_from_hub(name: str):
     from transformers import CLIPImageProcessor, CLIPModel
 
@@ -271,13 +253,9 @@ def _load_from_hub(name: str):
     try:
         return load(local_only=True)
     except Exception as cached_error:
-        reachable, why = _hub_reachable()
+        reachable, why = hub_reachable()
         if not reachable:
-            raise RuntimeError(
-                f"Cannot load CLIP model {name!r}: it is not in the local Hugging Face cache and the hub "
-                f"cannot be reached ({why}). Use the offline 'toy' profile (ASYRP_PROFILE=toy), or pass a "
-                f"local folder saved with CLIPModel.save_pretrained."
-            ) from cached_error
+            raise hub_error(name, "CLIP model", why) from cached_error
     try:
         return load(local_only=False)
     except Exception as e:
@@ -389,3 +367,33 @@ class DirectionalCLIPLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"source={self.source!r}, target={self.target!r}, form={self.form!r}, templates={len(self.templates)}"
+
+
+def random_clip(*, image_size: int = 32, patch_size: int = 8, words: Sequence[str] = ("face", "smiling", "a"),
+                seed: int = 0, folder=None):
+    """A small randomly initialised ``CLIPModel`` and a real BPE ``CLIPTokenizer``, built without the hub.
+
+    For tests and the ``tiny`` profile. The tokenizer knows every byte and the given ``words``; the
+    text config's special-token ids match it. Tokenizer files go to ``folder`` (default: a temporary one).
+    """
+    import tempfile
+
+    from transformers import CLIPConfig, CLIPModel
+
+    from .tokenizer_build import build_tokenizer
+
+    if folder is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            tokenizer = build_tokenizer(words, tmp)
+    else:
+        tokenizer = build_tokenizer(words, folder)
+    torch.manual_seed(seed)
+    config = CLIPConfig(
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, max_position_embeddings=32, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=image_size, patch_size=patch_size),
+        projection_dim=16,
+    )
+    return CLIPModel(config).eval(), tokenizer

@@ -18,17 +18,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import tempfile
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
-from urllib.parse import urlparse
 
 import torch
 
 from ._utils import data_dir
+from .hub import HubUnavailableError, from_pretrained_fast
 from .ddim import Schedule
 from .hspace import HSpaceUNet, h_shape
 
@@ -36,10 +33,6 @@ __all__ = ["Profile", "ProfileSpec", "PROFILES", "load_profile", "default_profil
            "HubUnavailableError", "CONFIG_DIR", "data_dir"]
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-
-
-class HubUnavailableError(OSError):
-    """A model had to come from the model hub, and the hub cannot be reached."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -169,52 +162,6 @@ def default_profile_name() -> str:
 # --------------------------------------------------------------------------------------------
 # Loading from the hub, a local folder, data/ or a config
 # --------------------------------------------------------------------------------------------
-def _hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
-    """Whether the model hub answers at all; says why not. Never waits longer than ``timeout``."""
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
-            return False, f"{var} is set"
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    url = urlparse(endpoint)
-    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True, ""
-    except OSError as exc:
-        return False, f"cannot connect to {host}:{port} ({exc.__class__.__name__}: {exc})"
-
-
-def _hub_error(model_id: str, what: str, reason: str) -> HubUnavailableError:
-    return HubUnavailableError(
-        f"Cannot load the {what} {model_id!r}: it is not in the local cache and the model hub is unreachable "
-        f"({reason}).\n  To continue offline: use the toy profile (load_profile('toy'), or ASYRP_PROFILE=toy, "
-        f"or --profile toy), or download the model on a connected machine with save_pretrained(...) and pass "
-        f"that local folder instead of the hub id."
-    )
-
-
-def from_pretrained_fast(cls, model_id: str, what: str, **kwargs):
-    """``cls.from_pretrained(model_id)`` that fails in seconds, with a clear message, when offline.
-
-    A local folder loads directly; a hub id is tried from the local cache first, then from the hub
-    only if the hub answers.
-    """
-    if Path(model_id).expanduser().is_dir():
-        return cls.from_pretrained(str(Path(model_id).expanduser()), **kwargs)
-    if model_id.startswith((".", "/", "~")) or model_id.count("/") > 1:
-        raise ValueError(f"{what}: {model_id!r} is neither an existing folder nor a hub id like 'owner/name'")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return cls.from_pretrained(model_id, local_files_only=True, **kwargs)
-    except (OSError, ValueError):
-        pass
-    ok, reason = _hub_reachable()
-    if not ok:
-        raise _hub_error(model_id, what, reason)
-    return cls.from_pretrained(model_id, **kwargs)
-
-
 def _load_unet(spec_unet: str):
     """Returns (unet, schedule, model_id)."""
     from diffusers import DDPMScheduler, UNet2DModel
@@ -265,40 +212,11 @@ def _clip_loader(spec_clip: str, device: torch.device) -> Callable:
 
 
 def _random_clip(device: torch.device):
-    """A small random CLIP with a character-level tokenizer: the ``tiny`` profile's."""
-    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+    """A small random CLIP with a real BPE tokenizer: the ``tiny`` profile's."""
+    from .clip import CLIPEncoder, random_clip
 
-    from .clip import CLIPEncoder
-
-    torch.manual_seed(0)
-    config = CLIPConfig(
-        text_config=dict(vocab_size=_TINY_VOCAB_SIZE, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=32),
-        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                           num_attention_heads=2),
-        projection_dim=16,
-    )
-    model = CLIPModel(config).eval().to(device)
-    with tempfile.TemporaryDirectory() as tmp:
-        _write_char_tokenizer(Path(tmp))
-        tokenizer = CLIPTokenizer.from_pretrained(tmp)
-    return CLIPEncoder(model, tokenizer)
-
-
-_TINY_VOCAB_SIZE = 514  # 256 byte symbols, the same with an end-of-word mark, and two special tokens
-
-
-def _write_char_tokenizer(folder: Path) -> None:
-    """A CLIP BPE tokenizer with no merges: every character is a token."""
-    from transformers.models.clip.tokenization_clip import bytes_to_unicode
-
-    chars = list(bytes_to_unicode().values())
-    vocab = {c: i for i, c in enumerate(chars)}
-    vocab.update({c + "</w>": i + len(chars) for i, c in enumerate(chars)})
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
+    model, tokenizer = random_clip(image_size=32, patch_size=8, seed=0)
+    return CLIPEncoder(model.to(device), tokenizer)
 
 
 def load_profile(name: str | None = None, device=None, *, clip: str | None = None) -> Profile:
