@@ -53,6 +53,7 @@ __all__ = [
     "timesteps",
     "previous_timesteps",
     "model_eps",
+    "gaussian_eps",
     "sample_steps",
     "sample",
     "invert",
@@ -241,6 +242,19 @@ def model_eps(model, x_t: torch.Tensor, t: int) -> torch.Tensor:
         return model.eps(x_t, tt)
     out = model(x_t, tt)
     return out.sample if hasattr(out, "sample") else out
+
+
+def gaussian_eps(schedule: Schedule, variance: float = 0.25):
+    """The exact ε-predictor for data distributed as N(0, variance·I): a perfect "model" to study DDIM.
+
+    For x_t = sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) ε with x_0 ~ N(0, v I), E[ε | x_t] = sqrt(1 - ᾱ_t) x_t / (ᾱ_t v + 1 - ᾱ_t).
+    Any error of ``invert`` followed by ``sample`` with it is the discretisation error of DDIM alone.
+    """
+    def eps(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        a = _as_factor(schedule.alpha(t).to(x_t.device), x_t)
+        return (1 - a).sqrt() * x_t / (a * variance + 1 - a)
+
+    return eps
 
 
 # --------------------------------------------------------------------------------------------

@@ -93,18 +93,10 @@ def test_stochastic_sampling_uses_the_generator(tiny):
     assert not torch.allclose(run(0), run(1))
 
 
-def gaussian_eps(schedule, var=0.25):
-    """The exact ε-predictor for data distributed as N(0, var·I): a smooth, consistent model."""
-    def eps(x_t, t):
-        a = schedule.alpha(t).view(-1, 1, 1, 1)
-        return (1 - a).sqrt() * x_t / (a * var + 1 - a)
-    return eps
-
-
 def test_invert_then_sample_converges_with_steps(tiny, images):
     # With an exact denoiser, DDIM is a first-order ODE solver: the round-trip error falls about
     # linearly with the number of steps (measured max |error|: 0.44, 0.25, 0.11, 0.055 for 10…100 steps).
-    model = gaussian_eps(tiny.schedule)
+    model = ddim.gaussian_eps(tiny.schedule)
     errors = []
     for n in (10, 20, 50, 100):
         ts = ddim.timesteps(n)
