@@ -12,7 +12,7 @@ from PIL import Image
 from asyrp_lib import perceptual
 from asyrp_lib.perceptual import LPIPS, load_lpips
 
-DATA = Path(__file__).parent / "data" / "lpips"
+DATA = Path(__file__).resolve().parent.parent / "data" / "reference" / "lpips"
 
 
 def _load_image(name):
