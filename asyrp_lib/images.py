@@ -1,0 +1,121 @@
+"""Image files in and out: any PIL-readable file → a tensor (N, 3, S, S) in [-1, 1], and back to PNG.
+
+Loading accepts any size and mode: EXIF orientation is applied, RGBA/LA/palette-with-transparency
+images are composited on white, grayscale and other modes are converted to RGB, and a non-square or
+other-sized image is centre-cropped to a square and resized (bicubic, antialiased) to ``size``. Each
+conversion is reported in one line on stderr. Unreadable files are a ``ValueError`` naming the file.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = ["IMAGE_EXTENSIONS", "load_image", "load_images", "list_images", "save_images"]
+
+#: File endings treated as images when a folder is read.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def _note(msg: str, verbose: bool) -> None:
+    if verbose:
+        print(f"[asyrp_lib.images] {msg}", file=sys.stderr)
+
+
+def _check_size(size) -> int:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size: expected a positive integer (the side of the square images), got {size!r}")
+    return size
+
+
+def load_image(path, size: int, *, verbose: bool = True) -> torch.Tensor:
+    """One image file → ``(1, 3, size, size)`` float32 in [-1, 1] (converted, centre-cropped, resized)."""
+    size = _check_size(size)
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such image file")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            img = ImageOps.exif_transpose(im)
+            mode = im.mode
+            rotated = img.size != im.size or im.getexif().get(0x0112, 1) not in (1, None)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable image file ({exc.__class__.__name__}: {exc})") from None
+    notes = []
+    if rotated:
+        notes.append("rotated by its EXIF orientation")
+    if mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba).convert("RGB")
+        notes.append(f"{mode} composited on white")
+    elif img.mode != "RGB":
+        img = img.convert("RGB")
+        notes.append(f"{mode} converted to RGB")
+    w, h = img.size
+    if (w, h) != (size, size):
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        img = img.crop((left, top, left + side, top + side))
+        if side != size:
+            img = img.resize((size, size), Image.BICUBIC, reducing_gap=None)
+        notes.append(f"{w}×{h} centre-cropped and resized to {size}×{size}" if w != h
+                     else f"{w}×{h} resized to {size}×{size}")
+    if notes:
+        _note(f"{path.name}: " + "; ".join(notes), verbose)
+    arr = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def list_images(folder) -> list[Path]:
+    """The image files (by extension, sorted by name) directly inside ``folder``."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def load_images(path_or_folder, size: int, *, verbose: bool = True) -> tuple[torch.Tensor, list[str]]:
+    """A file or a folder of images → ``(images (N, 3, size, size) in [-1, 1], file names)``.
+
+    A folder is read non-recursively, files with an image extension only, sorted by name; an empty
+    folder or a missing path is a ``ValueError``.
+    """
+    size = _check_size(size)
+    p = Path(path_or_folder).expanduser()
+    if p.is_dir():
+        files = list_images(p)
+        if not files:
+            raise ValueError(f"{p}: no image files found (looked for {', '.join(IMAGE_EXTENSIONS)})")
+    elif p.is_file():
+        files = [p]
+    else:
+        raise ValueError(f"{p}: no such file or folder")
+    images = torch.cat([load_image(f, size, verbose=verbose) for f in files])
+    return images, [f.name for f in files]
+
+
+def save_images(images: torch.Tensor, folder, names: Sequence[str]) -> list[Path]:
+    """Write each image of ``(N, 3, H, W)`` in [-1, 1] (clipped) as a PNG in ``folder`` under ``names[i]``
+    (the extension is replaced by ``.png``). Returns the paths written."""
+    from .plotting import to_pil
+
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images: expected a tensor (N, 3, H, W), got "
+                         f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
+    names = list(names)
+    if len(names) != images.shape[0]:
+        raise ValueError(f"names: expected {images.shape[0]} names (one per image), got {len(names)}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for img, name in zip(to_pil(images), names):
+        path = folder / (Path(name).stem + ".png")
+        img.save(path)
+        paths.append(path)
+    return paths
