@@ -10,7 +10,7 @@ At the end it saves the model (fp16 when the fp16 copy measures as well as fp32)
 CLIPImageProcessor config, then measures zero-shot accuracy and the directional CLIP similarity on
 fresh renders from a held-out seed and prints them as JSON.
 
-    python scripts/train_toy_clip.py --steps 1200 --device cpu
+    python scripts/train_toy_clip.py --steps 1300 --device cpu
 """
 from __future__ import annotations
 
@@ -56,10 +56,56 @@ def features(out) -> torch.Tensor:
     return out.pooler_output if getattr(out, "pooler_output", None) is not None else out[0]
 
 
+_MENTIONS = {"smile": ("smil", "happy", "grin", "cheer", "frown", "sad", "unhappy", "grump", "neutral", "serious",
+                        "expressionless", "calm", "straight"),
+             "glasses": ("glasses", "spectacles"), "eyes": ("eyes",), "hair": ("hair", "bald")}
+
+
+def _caption_mentioning(a: dict, key: str, rng: random.Random) -> str:
+    for _ in range(30):
+        c = tw.caption(a, rng)
+        if any(w in c for w in _MENTIONS[key]):
+            return c
+    return c
+
+
+def training_batch(n: int, seed: int, groups: int) -> tuple[list[dict], list[str]]:
+    """``groups`` triples of one face and two variants that differ in one fine attribute (a smile label,
+    glasses, eyes, hair length), each captioned so that the difference is named; then random faces.
+
+    The triples are hard negatives: colour alone cannot tell them apart, so the model must read the mouth,
+    the eyes and the glasses, which plain random batches teach only slowly.
+    """
+    rng = random.Random(seed)
+    base = tw.sample_attributes(n, seed)
+    attrs, caps = [], []
+    bands = {"frowning": (-1.0, -0.45), "neutral": (-0.2, 0.2), "smiling": (0.45, 1.0)}
+    for a in base[:groups]:
+        key = rng.choice(("smile", "smile", "glasses", "eyes", "hair"))
+        variants = [a]
+        if key == "smile":
+            labels = [lab for lab in tw.SMILE_LABELS if lab != tw.smile_label(a["smile"])]
+            variants += [dict(a, smile=round(rng.uniform(*bands[lab]), 4)) for lab in labels]
+        else:
+            others = [v for v in tw.ATTRIBUTES[key] if v != a[key]]
+            other_key = rng.choice(("smile", "glasses", "eyes"))
+            b = dict(a, **{key: rng.choice(others)})
+            c = dict(a, **({"smile": -a["smile"]} if other_key == "smile" else
+                           {other_key: next(v for v in tw.ATTRIBUTES[other_key] if v != a[other_key])}))
+            variants += [b, c]
+        for v in variants:
+            attrs.append(v)
+            caps.append(_caption_mentioning(v, key, rng))
+    for a in base[groups:n - 2 * groups]:
+        attrs.append(a)
+        caps.append(tw.caption(a, rng))
+    return attrs, caps
+
+
 def augment(images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """Per image one of: clean, blur (sigma 0.5-4.5 px), down-up-scale, noise, x_t noising; then mild jitter."""
     n, _, h, w = images.shape
-    kind = torch.multinomial(torch.tensor([0.3, 0.3, 0.15, 0.1, 0.15]), n, replacement=True, generator=g)
+    kind = torch.multinomial(torch.tensor([0.4, 0.25, 0.15, 0.05, 0.15]), n, replacement=True, generator=g)
     out = images.clone()
     idx = (kind == 1).nonzero().flatten()
     if idx.numel():
@@ -152,7 +198,7 @@ def evaluate(enc: Encoder, n: int = 600, seed: int = EVAL_SEED, blur_sigma: floa
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=1200)
+    ap.add_argument("--steps", type=int, default=1300)
     ap.add_argument("--batch", type=int, default=96)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
@@ -166,6 +212,7 @@ def main(argv=None):
     ap.add_argument("--proj", type=int, default=128)
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "data" / "toy_clip"))
     ap.add_argument("--eval-n", type=int, default=600)
+    ap.add_argument("--hard-groups", type=int, default=24, help="triples of near-identical faces per batch")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -191,9 +238,7 @@ def main(argv=None):
     for step in bar:
         model.train()
         step_seed = args.seed * 1_000_003 + step
-        attrs = tw.sample_attributes(args.batch, step_seed)
-        rng = random.Random(step_seed)
-        captions = [tw.caption(a, rng) for a in attrs]
+        attrs, captions = training_batch(args.batch, step_seed, args.hard_groups)
         images = augment(tw.render(attrs), g)
         t = tok(captions, padding=True, truncation=True, max_length=32, return_tensors="pt").to(device)
         img = F.normalize(features(model.get_image_features(pixel_values=to_clip_input(images.to(device), args.image_size))), dim=-1)
@@ -209,6 +254,9 @@ def main(argv=None):
         sched.step()
         if step % 10 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}", scale=f"{model.logit_scale.exp().item():.1f}")
+        if (step + 1) % 200 == 0:
+            m = evaluate(enc, 150)
+            tqdm.write(f"step {step + 1}: " + json.dumps({k: v for k, v in m.items() if k not in ("n", "eval_seed")}))
     wall = time.time() - t0
     model.eval()
     metrics32 = evaluate(enc, args.eval_n)
@@ -233,7 +281,7 @@ def main(argv=None):
     except OSError:
         commit = "unknown"
     info = {"parameters_m": round(n_params / 1e6, 2), "saved_dtype": "float16" if keep16 else "float32",
-            "training": {"steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed,
+            "training": {"steps": args.steps, "batch": args.batch, "hard_groups": args.hard_groups, "lr": args.lr, "seed": args.seed,
                          "device": str(device), "threads": args.threads, "wall_s": round(wall, 1), "commit": commit,
                          "config": {k: getattr(args, k) for k in ("image_size", "patch", "width", "vision_layers",
                                                                   "text_layers", "proj")}},
