@@ -281,11 +281,7 @@ def sample_steps(
     with torch.no_grad():
         for t, t_prev in progress_bar(list(zip(ts, previous_timesteps(ts))), enabled=progress, desc="DDIM sampling"):
             eps = model_eps(unet, x, t)
-            noise = None
-            if eta > 0:
-                noise = torch.randn(x.shape, generator=generator, dtype=x.dtype,
-                                    device=generator.device if generator is not None else "cpu").to(device)
-            out = ddim_step(x, eps, schedule.alpha(t), schedule.alpha(t_prev), eta=eta, noise=noise)
+            out = ddim_step(x, eps, schedule.alpha(t), schedule.alpha(t_prev), eta=eta, generator=generator)
             out.t = t
             x = out.x_prev
             yield out
