@@ -233,12 +233,12 @@ def main(argv=None):
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": other, "weight_decay": 0.0},
                              {"params": [model.logit_scale], "weight_decay": 0.0, "lr": 10 * args.lr}],
                             lr=args.lr, betas=(0.9, 0.98))  # the temperature learns 10x faster
-    warm = min(150, args.steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / max(1, warm)) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps)))))
     probes = torch.nn.ModuleDict({k: torch.nn.Linear(args.proj, len(tw.SMILE_LABELS) if k == "smile"
                                                       else len(tw.ATTRIBUTES[k])) for k in tw.ATTRIBUTES}).to(device)
     opt.add_param_group({"params": list(probes.parameters()), "weight_decay": 0.0, "lr": args.lr})
+    warm = min(150, args.steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / max(1, warm)) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps)))))
     g = torch.Generator().manual_seed(args.seed)
     enc = Encoder(model, tok, device)
     t0 = time.time()
