@@ -85,3 +85,44 @@ def test_celebahq_architecture_round_trips_through_a_local_folder(tmp_path):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(prof.hspace.eps(x, 500), unet(x, 500).sample, rtol=1e-5, atol=1e-5)
+
+
+def _write_full_size_clip(folder):
+    """The real ViT-B/16 CLIP config and preprocessor with random weights, and a tokenizer with CLIP's ids.
+
+    The tokenizer knows only single characters, but its special tokens sit at CLIP's ids (49406, 49407),
+    so the real text config's end-of-text id is right for it.
+    """
+    import shutil
+
+    from transformers import CLIPConfig, CLIPModel
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    config = CLIPConfig.from_pretrained(CONFIG_DIR / "clip_vit_b16.json")
+    torch.manual_seed(0)
+    CLIPModel(config).save_pretrained(folder)
+    shutil.copy(CONFIG_DIR / "clip_vit_b16_preprocessor.json", folder / "preprocessor_config.json")
+    chars = list(bytes_to_unicode().values())
+    tokens = chars + [c + "</w>" for c in chars]
+    tokens += [f"<|unused{i}|>" for i in range(49406 - len(tokens))] + ["<|startoftext|>", "<|endoftext|>"]
+    (folder / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(tokens)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return config
+
+
+@pytest.mark.slow
+def test_celebahq_clip_config_round_trips_through_a_local_folder(tmp_path, tiny):
+    """The real CLIP config (ViT-B/16, 224², OpenAI mean/std) loads from a folder as a profile's CLIP."""
+    clip_dir = tmp_path / "clip"
+    config = _write_full_size_clip(clip_dir)
+    unet_dir = tmp_path / "unet"
+    tiny.unet.save_pretrained(unet_dir)
+    prof = load_profile(str(unet_dir), clip=str(clip_dir))
+    enc = prof.clip
+    assert enc.image_size == 224 and enc.embed_dim == config.projection_dim == 512
+    torch.testing.assert_close(enc.mean.flatten().cpu(), torch.tensor([0.48145466, 0.4578275, 0.40821073]))
+    img = torch.rand(2, 3, 256, 256, requires_grad=True) * 2 - 1
+    emb = enc.encode_image(img)
+    assert emb.shape == (2, 512) and torch.allclose(emb.norm(dim=-1), torch.ones(2), atol=1e-5)
+    txt = enc.encode_text(["face", "smiling face"])
+    assert txt.shape == (2, 512) and not torch.allclose(txt[0], txt[1])
