@@ -3,14 +3,47 @@
 ``sample_quality`` compares what the oracle reads from generated images with what it reads from
 renders: the share of well-formed faces and, per attribute, the total-variation distance between
 the two label distributions.
+
+``edit_metrics`` measures an edit of a set of source faces (issue: editing, part 1):
+
+==================  ===========================================================================
+``success``         share of edited images that are faces (oracle ``face`` ≥ ``face_threshold``)
+                    on which the oracle reads the target value (smile: by label, e.g. "smiling")
+``others_kept``     share of faces whose other attributes all read the same as on the source
+                    (oracle on the source image, or the ground truth if given); ``hair_color`` only
+                    counts where both have hair, ``smile`` by label
+``lpips``           mean LPIPS(source, edited)
+``s_dir``           mean directional CLIP similarity cos(ΔI, ΔT) (eq. 3 without the 1 -)
+``face_rate``       share of edited images the oracle calls a face
+==================  ===========================================================================
+
+The oracle is duck-typed: anything with ``predict(images) -> list[dict]`` (``toyworld.Oracle.load()``
+in real use). ``source_faces`` draws the faces to edit from fixed seed ranges: development seeds
+``DEV_SEED`` … ``DEV_SEED + 9_999`` for choosing settings and optimising directions, held-out seeds
+``HELDOUT_SEED`` … ``HELDOUT_SEED + 9_999`` for reported numbers only. Both ranges are disjoint from the
+seeds of the toy models' training and evaluation scripts (0 … ~60 000 and 555 000, 800 001, 900 001, 987 654).
+``compare_methods`` runs x_T optimisation, the ε-shift, and the symmetric and asymmetric global Δh on the
+same faces and returns rows for ``comparison_table``.
 """
 from __future__ import annotations
 
+import time
 from collections import Counter
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
 
 from . import toyworld as tw
 
-__all__ = ["label_of", "label_distribution", "tv_distance", "sample_quality"]
+__all__ = ["label_of", "label_distribution", "tv_distance", "sample_quality", "edit_metrics", "comparison_table",
+           "source_faces", "SourceFaces", "compare_methods", "DEV_SEED", "HELDOUT_SEED"]
+
+#: First seed of the development faces (settings, optimising directions): DEV_SEED … DEV_SEED + 9 999.
+DEV_SEED = 700_000
+#: First seed of the held-out faces (reported numbers only): HELDOUT_SEED … HELDOUT_SEED + 9 999.
+HELDOUT_SEED = 710_000
+_SEED_SPAN = 10_000
 
 
 def label_of(pred: dict, attribute: str) -> str:
@@ -42,3 +75,270 @@ def sample_quality(sample_preds: list[dict], reference_preds: list[dict], face_t
                                    label_distribution(with_hair(reference_preds), "hair_color"))
     return {"n": len(sample_preds), "face_rate": len(faces) / len(sample_preds), "tv": tv,
             "max_tv": max(tv.values())}
+
+
+# --------------------------------------------------------------------------------------------
+# Source faces
+# --------------------------------------------------------------------------------------------
+@dataclass
+class SourceFaces:
+    """Faces to edit: their ground-truth attributes and renders."""
+
+    attrs: list[dict]
+    images: torch.Tensor  # (N, 3, size, size) in [-1, 1]
+    seeds: list[int]  # the sample_attributes seeds they were drawn with
+
+
+def _check_value(attribute: str, value, name: str) -> str:
+    if attribute not in tw.ATTRIBUTES:
+        raise ValueError(f"attribute: expected one of {', '.join(tw.ATTRIBUTES)}, got {attribute!r}")
+    allowed = tw.SMILE_LABELS if attribute == "smile" else tw.ATTRIBUTES[attribute]
+    if value not in allowed:
+        raise ValueError(f"{name}: expected one of {', '.join(allowed)} for {attribute!r}, got {value!r}")
+    return value
+
+
+def source_faces(attribute: str, value_to_avoid: str, n: int, seed: int = HELDOUT_SEED, *, size: int = 64,
+                 device=None) -> SourceFaces:
+    """``n`` toy faces that do NOT already show ``value_to_avoid`` (e.g. ``"smile", "smiling"`` → neutral and
+    frowning faces), drawn with ``sample_attributes`` from ``seed``, ``seed + 1``, … (deterministic).
+
+    Use ``seed=DEV_SEED`` (or above) while developing and the default ``HELDOUT_SEED`` for reported numbers;
+    two sets drawn from different ranges never share a face.
+    """
+    _check_value(attribute, value_to_avoid, "value_to_avoid")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n: expected a positive integer, got {n!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative integer (DEV_SEED or HELDOUT_SEED), got {seed!r}")
+    attrs, seeds = [], []
+    s = seed
+    while len(attrs) < n:
+        for a in tw.sample_attributes(max(8, 2 * n), s):
+            if label_of(a, attribute) != value_to_avoid and len(attrs) < n:
+                attrs.append(a)
+                seeds.append(s)
+        s += 1
+    return SourceFaces(attrs=attrs, images=tw.render(attrs, size=size, device=device), seeds=seeds)
+
+
+# --------------------------------------------------------------------------------------------
+# Edit metrics
+# --------------------------------------------------------------------------------------------
+def _others_kept(ref: dict, edit: dict, others: Sequence[str]) -> dict[str, bool]:
+    kept = {}
+    for a in others:
+        if a == "hair_color":
+            if ref["hair"] == "none" or edit["hair"] == "none":
+                continue  # invisible on a bald head: not comparable (a change of hair itself counts under "hair")
+        kept[a] = label_of(ref, a) == label_of(edit, a)
+    return kept
+
+
+@torch.no_grad()
+def edit_metrics(
+    source_images: torch.Tensor,
+    edited_images: torch.Tensor,
+    *,
+    attribute: str,
+    target_value: str,
+    oracle,
+    lpips=None,
+    clip_loss=None,
+    others: Sequence[str] | None = None,
+    source_attrs: Sequence[dict] | None = None,
+    face_threshold: float = 0.5,
+    batch_size: int = 64,
+) -> dict:
+    """How well ``edited_images`` edit ``source_images`` to ``attribute = target_value`` (see the module docstring).
+
+    ``oracle``: has ``predict(images) -> list[dict]``; ``lpips``: ``(x, y) -> (N,)`` (e.g. ``profile.lpips``);
+    ``clip_loss``: a :class:`asyrp_lib.clip.DirectionalCLIPLoss` for S_dir; ``others``: the attributes that
+    must be kept (default: all but ``attribute``); ``source_attrs``: ground truth of the sources (e.g.
+    ``SourceFaces.attrs``) to compare the others with, instead of the oracle's reading of the sources.
+    Edited images are clamped to [-1, 1]. Returns ``n``, ``success``, ``others_kept``, ``kept_by_attribute``,
+    ``lpips``, ``s_dir`` (None without the metric), ``face_rate`` and ``source_success`` (the share of sources
+    already reading the target value: should be 0).
+    """
+    _check_value(attribute, target_value, "target_value")
+    for name, x in (("source_images", source_images), ("edited_images", edited_images)):
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3 or x.shape[0] == 0:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"{name}: expected a non-empty tensor (N, 3, H, W) in [-1, 1], got {shape}")
+    if source_images.shape != edited_images.shape:
+        raise ValueError(f"edited_images: expected the shape of source_images {tuple(source_images.shape)}, "
+                         f"got {tuple(edited_images.shape)}")
+    n = source_images.shape[0]
+    if others is None:
+        others = [a for a in tw.ATTRIBUTES if a != attribute]
+    else:
+        others = list(others)
+        bad = [a for a in others if a not in tw.ATTRIBUTES or a == attribute]
+        if bad:
+            raise ValueError(f"others: expected attribute names other than {attribute!r} from "
+                             f"{', '.join(tw.ATTRIBUTES)}, got {bad}")
+    if source_attrs is not None and len(source_attrs) != n:
+        raise ValueError(f"source_attrs: expected {n} attribute dicts (one per source image), got {len(source_attrs)}")
+    if not hasattr(oracle, "predict"):
+        raise ValueError(f"oracle: expected an object with predict(images) -> list[dict], got {type(oracle).__name__}")
+    source = source_images.float().clamp(-1, 1)
+    edited = edited_images.float().clamp(-1, 1)
+    pred_edit = list(oracle.predict(edited))
+    pred_source = list(oracle.predict(source))
+    if len(pred_edit) != n or len(pred_source) != n:
+        raise ValueError(f"oracle: predict returned {len(pred_edit)} / {len(pred_source)} dicts for {n} images")
+    refs = pred_source if source_attrs is None else list(source_attrs)
+
+    is_face = [p["face"] >= face_threshold for p in pred_edit]
+    hit = [f and label_of(p, attribute) == target_value for p, f in zip(pred_edit, is_face)]
+    kept = [_others_kept(r, p, others) for r, p in zip(refs, pred_edit)]
+    by_attr = {}
+    for a in others:
+        vals = [k[a] for k in kept if a in k]
+        by_attr[a] = sum(vals) / len(vals) if vals else None
+
+    out = {
+        "n": n,
+        "success": sum(hit) / n,
+        "others_kept": sum(all(k.values()) for k in kept) / n,
+        "kept_by_attribute": by_attr,
+        "lpips": None,
+        "s_dir": None,
+        "face_rate": sum(is_face) / n,
+        "source_success": sum(label_of(p, attribute) == target_value for p in pred_source) / n,
+    }
+    if lpips is not None:
+        dev = _device_of(lpips, source.device)
+        vals = [lpips(source[i:i + batch_size].to(dev), edited[i:i + batch_size].to(dev)).float().cpu()
+                for i in range(0, n, batch_size)]
+        out["lpips"] = float(torch.cat(vals).mean())
+    if clip_loss is not None:
+        dev = _device_of(clip_loss, source.device)
+        vals = [clip_loss.similarity(edited[i:i + batch_size].to(dev), source[i:i + batch_size].to(dev)).float().cpu()
+                for i in range(0, n, batch_size)]
+        out["s_dir"] = float(torch.cat(vals).mean())
+    return out
+
+
+def _device_of(module, default):
+    if isinstance(module, torch.nn.Module):
+        p = next(module.parameters(), None)
+        if p is not None:
+            return p.device
+        b = next(module.buffers(), None)
+        if b is not None:
+            return b.device
+    return default
+
+
+_COLUMNS = (("success", "success", "{:.2f}"), ("others_kept", "others kept", "{:.2f}"), ("lpips", "LPIPS", "{:.3f}"),
+            ("s_dir", "S_dir", "{:.3f}"), ("face_rate", "face rate", "{:.2f}"),
+            ("train_seconds", "train (s)", "{:.1f}"), ("edit_seconds_per_image", "edit (s/img)", "{:.2f}"))
+
+
+def comparison_table(results: dict[str, dict]) -> str:
+    """A markdown table, one row per method: success, others kept, LPIPS, S_dir, face rate and time.
+
+    ``results``: method name → a dict from :func:`edit_metrics`, optionally with ``train_seconds`` (time to
+    optimise the direction, once) and ``edit_seconds_per_image``; missing values show as "–".
+    """
+    if not isinstance(results, dict) or not results:
+        raise ValueError("results: expected a non-empty dict of method name -> metrics dict")
+    cols = [c for c in _COLUMNS if any(r.get(c[0]) is not None for r in results.values())
+            or c[0] in ("success", "others_kept")]
+    lines = ["| method | n | " + " | ".join(c[1] for c in cols) + " |",
+             "|---|---:|" + "---:|" * len(cols)]
+    for name, r in results.items():
+        cells = [("–" if r.get(k) is None else fmt.format(r[k])) for k, _, fmt in cols]
+        lines.append(f"| {name} | {r.get('n', '–')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# The four methods on the same faces
+# --------------------------------------------------------------------------------------------
+METHODS = ("reconstruction", "x_T optimisation", "ε-shift", "Δh symmetric", "Δh asymmetric")
+
+
+def compare_methods(
+    profile,
+    oracle,
+    *,
+    train: SourceFaces,
+    test: SourceFaces,
+    attribute: str = "smile",
+    target_value: str = "smiling",
+    source: str = "face",
+    target: str = "smiling face",
+    t_edit: int,
+    n_steps: int | None = None,
+    delta_h: dict | None = None,
+    eps_shift: dict | None = None,
+    x_T: dict | None = None,
+    methods: Sequence[str] = METHODS,
+    progress: bool = True,
+) -> dict[str, dict]:
+    """Edit the ``test`` faces with each method and measure them with :func:`edit_metrics`.
+
+    The global Δh (``delta_h``: keyword arguments of :func:`asyrp_lib.editing.optimize_global_delta_h`) and Δε
+    (``eps_shift``: of :func:`asyrp_lib.naive.epsilon_shift_edit`) are optimised on the ``train`` faces and
+    applied to the ``test`` faces; "Δh symmetric" applies the same Δh in both P_t and D_t. x_T optimisation
+    (``x_T``: of :func:`asyrp_lib.naive.optimize_xT`) is per image, so it runs on the test faces themselves.
+    "reconstruction" is invert → sample without an edit (the floor). Each row also has ``train_seconds`` and
+    ``edit_seconds_per_image`` (inversion included); "Δh asymmetric (train faces)" measures the Δh on the
+    faces it was optimised on.
+    """
+    from . import ddim, editing, naive
+
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise ValueError(f"methods: expected names from {METHODS}, got {bad}")
+    _check_value(attribute, target_value, "target_value")
+    clip_loss = editing.make_clip_loss(profile, source, target)
+    lpips = profile.lpips
+    dev = profile.device
+    x_train, x_test = train.images.to(dev), test.images.to(dev)
+    n_test = x_test.shape[0]
+    ts = editing._schedule_steps(profile, n_steps)
+
+    def measure(name, edited, images=x_test, attrs=test.attrs, **timing):
+        m = edit_metrics(images, edited, attribute=attribute, target_value=target_value, oracle=oracle, lpips=lpips,
+                         clip_loss=clip_loss, source_attrs=attrs)
+        m.update(timing)
+        results[name] = m
+
+    results: dict[str, dict] = {}
+    t0 = time.perf_counter()
+    x_T_test = ddim.invert(profile.unet, x_test, ts, profile.schedule, progress=progress)
+    invert_seconds = time.perf_counter() - t0
+    if "reconstruction" in methods:
+        t0 = time.perf_counter()
+        rec = ddim.sample(profile.unet, x_T_test, ts, profile.schedule, progress=progress)
+        measure("reconstruction", rec, train_seconds=0.0,
+                edit_seconds_per_image=(invert_seconds + time.perf_counter() - t0) / n_test)
+    if "x_T optimisation" in methods:
+        res = naive.optimize_xT(profile, x_test, source, target, clip_loss=clip_loss, progress=progress,
+                                **(x_T or {}))
+        measure("x_T optimisation", res.images, train_seconds=0.0, edit_seconds_per_image=res.seconds / n_test,
+                losses=res.losses)
+    if "ε-shift" in methods:
+        res = naive.epsilon_shift_edit(profile, x_train, source, target, t_edit=t_edit, n_steps=n_steps,
+                                       clip_loss=clip_loss, progress=progress, **(eps_shift or {}))
+        out = naive.apply_delta_eps(profile, x_T_test, res.delta_eps, t_edit=t_edit, n_steps=n_steps,
+                                    progress=progress)
+        measure("ε-shift", out.images, train_seconds=res.seconds,
+                edit_seconds_per_image=(invert_seconds + out.seconds) / n_test, losses=res.losses)
+    if "Δh symmetric" in methods or "Δh asymmetric" in methods:
+        res = editing.optimize_global_delta_h(profile, x_train, source, target, t_edit=t_edit, n_steps=n_steps,
+                                              clip_loss=clip_loss, progress=progress, **(delta_h or {}))
+        for name, asym in (("Δh symmetric", False), ("Δh asymmetric", True)):
+            if name not in methods:
+                continue
+            out = editing.apply_delta_h(profile, x_T_test, res.delta_h, t_edit=t_edit, n_steps=n_steps,
+                                        asymmetric=asym, progress=progress)
+            measure(name, out.images, train_seconds=res.seconds,
+                    edit_seconds_per_image=(invert_seconds + out.seconds) / n_test, losses=res.losses)
+        if "Δh asymmetric" in methods and res.asymmetric:
+            measure("Δh asymmetric (train faces)", res.images, images=x_train, attrs=train.attrs,
+                    train_seconds=res.seconds, edit_seconds_per_image=None)
+    return results
