@@ -1,4 +1,8 @@
-"""The ``asyrp`` command line (also ``python -m asyrp_lib``)."""
+"""The ``asyrp`` command line (also ``python -m asyrp_lib``): ``sample``, ``train``, ``edit``, ``intervals``.
+
+Every subcommand takes ``--profile`` (default ``toy``), ``--device`` and ``--help``; bad input ends with a
+one-line error and exit code 2, a diverged training run with exit code 1.
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "parse_direction", "directions_dir"]
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -26,6 +30,26 @@ def _positive_int(value: str) -> int:
     return v
 
 
+def _timestep(value: str) -> int:
+    try:
+        v = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer timestep in [0, 999], got {value!r}") from None
+    if not 0 <= v <= 999:
+        raise argparse.ArgumentTypeError(f"expected an integer timestep in [0, 999], got {value!r}")
+    return v
+
+
+def _positive_float(value: str) -> float:
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asyrp", description="Semantic image editing in the h-space of "
                                      "diffusion models (Asyrp): the asyrp-course command line.")
@@ -40,7 +64,194 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eta", type=float, default=0.0, help="η in [0, 1]: 0 deterministic DDIM, 1 DDPM-like")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_sample)
+
+    p = sub.add_parser("train", help="train a direction f_t for a (source, target) text pair",
+                       description="Train f_t(h_t, t) → Δh_t so that editing moves images from the source text "
+                                   "towards the target text (directional CLIP loss + L1). Writes a checkpoint "
+                                   "folder after every epoch; --resume continues an interrupted run.")
+    _common(p)
+    p.add_argument("--source", default=None, help='what the images show now, e.g. "face" (required unless --resume)')
+    p.add_argument("--target", default=None, help='what the edit should make of them, e.g. "smiling face"')
+    p.add_argument("--output", required=True, help="folder for the trained direction (checkpoints)")
+    p.add_argument("--images", default=None, help="folder (or file) of training images (default: sample them)")
+    p.add_argument("--n-images", type=_positive_int, default=16, help="images to sample when --images is not "
+                   "given (default 16)")
+    p.add_argument("--steps", type=_positive_int, default=None, help="DDIM steps (default: the profile's)")
+    p.add_argument("--epochs", type=_positive_int, default=1, help="passes over the images (default 1)")
+    p.add_argument("--batch-size", type=_positive_int, default=4, help="images per batch (default 4)")
+    p.add_argument("--lr", type=_positive_float, default=None, help="Adam learning rate (default: TrainConfig's)")
+    p.add_argument("--t-edit", type=_timestep, default=None, help="edit for t ≥ T_EDIT (default: from the "
+                   "LPIPS curve, see asyrp intervals)")
+    p.add_argument("--t-boost", type=_timestep, default=None, help="quality boosting below T_BOOST (default: from "
+                   "the LPIPS curve)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("edit", help="edit images with one or more trained directions",
+                       description="Invert each input image, edit it with the asymmetric reverse process (eq. 6) "
+                                   "and write one edited PNG per input, with the same file name.")
+    _common(p)
+    p.add_argument("--direction", action="append", required=True, metavar="DIR_OR_NAME[:STRENGTH]",
+                   help="a direction folder (from asyrp train) or the name of a shipped direction in "
+                        "data/directions/, optionally with a strength in [-5, 5] (default 1); repeat to combine")
+    p.add_argument("--input", required=True, help="an image file or a folder of images")
+    p.add_argument("--output", required=True, help="folder for the edited PNGs")
+    p.add_argument("--t-edit", type=_timestep, default=None, help="default: the direction's own")
+    p.add_argument("--t-boost", type=_timestep, default=None, help="default: the direction's own")
+    p.add_argument("--steps", type=_positive_int, default=None, help="DDIM steps (default: those the direction "
+                   "was trained with)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the quality-boosting noise")
+    p.add_argument("--compare", default=None, metavar="FILE.png",
+                   help="also write a grid: inputs / reconstructions / edits")
+    p.set_defaults(func=_cmd_edit)
+
+    p = sub.add_parser("intervals", help="compute t_edit and t_boost from the LPIPS curves; save the curves",
+                       description="ξ_t = LPIPS(x, P_t) and λ_t = LPIPS(x, x_t) over t on a few images; t_edit is "
+                                   "where ξ_t reaches its threshold (scaled by the prompts' text cosine), t_boost "
+                                   "where λ_t reaches its threshold.")
+    _common(p)
+    p.add_argument("--source", required=True)
+    p.add_argument("--target", required=True)
+    p.add_argument("--images", default=None, help="folder (or file) of images (default: sample them)")
+    p.add_argument("--n-images", type=_positive_int, default=8, help="images to sample (default 8)")
+    p.add_argument("--steps", type=_positive_int, default=None, help="DDIM steps for sampling images")
+    p.add_argument("--points", type=_positive_int, default=50, help="timesteps on each curve (default 50)")
+    p.add_argument("--edit-lpips", type=_positive_float, default=None, help="ξ threshold (default: the profile's)")
+    p.add_argument("--boost-lpips", type=_positive_float, default=None, help="λ threshold (default: the profile's)")
+    p.add_argument("--output", default="intervals", help="file prefix for PREFIX.json and PREFIX.png "
+                   "(default: intervals)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_intervals)
     return parser
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def _check_prompts(source, target) -> None:
+    for name, v in (("--source", source), ("--target", target)):
+        if v is None or not v.strip():
+            raise ValueError(f"{name}: expected a non-empty prompt, e.g. --source \"face\" --target \"smiling face\"")
+    if source.strip().lower() == target.strip().lower():
+        raise ValueError(f"--source, --target: the prompts are identical ({source!r}); give two different "
+                         "descriptions")
+
+
+def _cmd_train(args) -> int:
+    from .profiles import load_profile
+    from .train import STATE_NAME, TrainConfig, train_direction
+
+    resuming = args.resume and (Path(args.output) / STATE_NAME).is_file()
+    if not resuming:
+        _check_prompts(args.source, args.target)
+    prof = load_profile(args.profile, device=args.device)
+    _log(str(prof))
+    cfg = TrainConfig(source=args.source or "", target=args.target or "",
+                      n_steps=args.steps or prof.default_steps, t_edit=args.t_edit, t_boost=args.t_boost,
+                      epochs=args.epochs, batch_size=args.batch_size, n_images=args.n_images, seed=args.seed)
+    if args.lr is not None:
+        cfg.lr = args.lr
+    if not resuming:
+        cfg.validate()
+    start = time.perf_counter()
+    res = train_direction(prof, cfg, args.output, images=args.images, resume=args.resume)
+    last = res.history[-1] if res.history else {}
+    _log(f"wrote {res.output} ({res.steps} steps, t_edit={res.t_edit}, t_boost={res.t_boost}, "
+         f"last loss {last.get('loss', float('nan')):.4f}, {time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+def directions_dir() -> Path:
+    """Where shipped directions live: ``data/directions/<name>/``."""
+    from ._utils import data_dir
+
+    return data_dir() / "directions"
+
+
+def parse_direction(spec: str) -> tuple[Path, float]:
+    """``DIR_OR_NAME[:STRENGTH]`` → (checkpoint folder, strength); names resolve to ``data/directions/<name>``."""
+    from .delta_net import META_NAME
+
+    path, strength = spec, 1.0
+    head, sep, tail = spec.rpartition(":")
+    if sep:
+        try:
+            strength = float(tail)
+            path = head
+        except ValueError:
+            pass  # a ':' that is part of the path
+    p = Path(path).expanduser()
+    if p.is_dir():
+        return p, strength
+    shipped = directions_dir() / path
+    if "/" not in path and "\\" not in path and (shipped / META_NAME).is_file():
+        return shipped, strength
+    names = sorted(d.name for d in directions_dir().glob("*") if (d / META_NAME).is_file()) \
+        if directions_dir().is_dir() else []
+    avail = ", ".join(names) if names else "none shipped yet"
+    raise ValueError(f"--direction: {path!r} is neither a direction folder nor the name of a shipped direction "
+                     f"(available: {avail}); train one with asyrp train --output DIR")
+
+
+def _cmd_edit(args) -> int:
+    import torch
+
+    from .delta_net import DeltaNet
+    from .images import load_images, save_images
+    from .pipeline import AsyrpEditor
+    from .profiles import load_profile
+
+    dirs = [parse_direction(s) for s in args.direction]
+    metas = [DeltaNet.read_metadata(p) for p, _ in dirs]
+    if args.compare is not None and Path(args.compare).suffix.lower() != ".png":
+        raise ValueError(f"--compare: expected a .png file name, got {args.compare!r}")
+    prof = load_profile(args.profile, device=args.device)
+    _log(str(prof))
+    size = metas[0].get("image_size") or prof.image_size
+    steps = args.steps or metas[0].get("steps") or prof.default_steps
+    images, names = load_images(args.input, size)
+    editor = AsyrpEditor(prof, n_steps=steps, image_size=size)
+    start = time.perf_counter()
+    res = editor.edit(images, [(str(p), c) for p, c in dirs], t_edit=args.t_edit, t_boost=args.t_boost,
+                      generator=torch.Generator().manual_seed(args.seed), reconstruct=args.compare is not None)
+    paths = save_images(res.edited, args.output, names)
+    if args.compare is not None:
+        from .plotting import save_grid
+
+        grid = torch.cat([res.source.cpu(), res.reconstruction.cpu(), res.edited.cpu()])
+        save_grid(grid, args.compare, ncol=len(names), scale=max(1, 96 // size))
+        _log(f"wrote {args.compare} (rows: inputs, reconstructions, edits)")
+    _log(f"wrote {len(paths)} edited image(s) to {args.output} ({steps} DDIM steps, t_edit={res.t_edit}, "
+         f"t_boost={res.t_boost}, strengths {', '.join(f'{c:g}' for c in res.strengths)}, "
+         f"{time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+def _cmd_intervals(args) -> int:
+    from .images import load_images
+    from .profiles import load_profile
+    from .train import find_intervals, sample_training_images
+
+    _check_prompts(args.source, args.target)
+    prof = load_profile(args.profile, device=args.device)
+    _log(str(prof))
+    if args.images is not None:
+        images, _ = load_images(args.images, prof.image_size)
+    else:
+        images = sample_training_images(prof, args.n_images, n_steps=args.steps, seed=args.seed)
+    res = find_intervals(prof, images, args.source, args.target, edit_lpips=args.edit_lpips,
+                         boost_lpips=args.boost_lpips, points=args.points, seed=args.seed)
+    prefix = Path(args.output)
+    if prefix.suffix.lower() in (".json", ".png"):
+        prefix = prefix.with_suffix("")
+    res.save(prefix.with_name(prefix.name + ".json"), prefix.with_name(prefix.name + ".png"))
+    print(f"t_edit = {res.t_edit}")
+    print(f"t_boost = {res.t_boost}")
+    _log(f"{'(cached) ' if res.cached else ''}ξ threshold {res.edit_threshold:.3f}, λ threshold "
+         f"{res.boost_threshold:.3f}, {res.n_images} images; wrote {prefix}.json and {prefix}.png")
+    return 0
 
 
 def _cmd_sample(args) -> int:
@@ -79,6 +290,13 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError, OSError) as exc:
         print(f"asyrp {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        from .train import TrainingDiverged
+
+        if not isinstance(exc, TrainingDiverged):
+            raise
+        print(f"asyrp {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"asyrp {args.command}: interrupted", file=sys.stderr)
         return 130
