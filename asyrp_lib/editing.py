@@ -116,7 +116,10 @@ def edit_timesteps(timesteps: Sequence[int], t_edit: int, num_train_timesteps: i
 
 def _schedule_steps(profile, n_steps) -> list[int]:
     n = profile.default_steps if n_steps is None else n_steps
-    return ddim.timesteps(n, profile.schedule.num_train_timesteps)
+    T = profile.schedule.num_train_timesteps
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 1 <= n <= T:
+        raise ValueError(f"n_steps: expected an integer in [1, {T}] (DDIM steps), got {n_steps!r}")
+    return ddim.timesteps(int(n), T)
 
 
 def _images(profile, x, name: str, value_range=(-1.0, 1.0)) -> torch.Tensor:
@@ -285,7 +288,7 @@ def optimize_global_delta_h(
     clip_loss=None,
     progress: bool = True,
 ) -> DeltaHResult:
-    """Optimise one Δh of h's shape (or one per edit step) that edits every image of ``x0`` from ``source`` to ``target``.
+    """Optimise one Δh of h's shape (or one per edit step) that edits every image of ``x0`` from source to target.
 
     ``profile``: a :class:`asyrp_lib.profiles.Profile` (``unet``, ``schedule``, ``hspace``, ``clip``);
     ``x0``: source images (N, 3, H, W) in [-1, 1]; ``t_edit``: the edit acts for t ≥ t_edit (eq. 6);

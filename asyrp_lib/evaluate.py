@@ -284,7 +284,9 @@ def compare_methods(
     (``eps_shift``: of :func:`asyrp_lib.naive.epsilon_shift_edit`) are optimised on the ``train`` faces and
     applied to the ``test`` faces; "Δh symmetric" applies the same Δh in both P_t and D_t. x_T optimisation
     (``x_T``: of :func:`asyrp_lib.naive.optimize_xT`) is per image, so it runs on the test faces themselves.
-    "reconstruction" is invert → sample without an edit (the floor). Each row also has ``train_seconds`` and
+    "reconstruction" is invert → sample without an edit (the floor). All methods use the same ``n_steps`` DDIM
+    schedule unless ``x_T`` names its own. The other attributes are compared as the oracle reads them on the
+    source and on the edited image (one ruler for both). Each row also has ``train_seconds`` and
     ``edit_seconds_per_image`` (inversion included); "Δh asymmetric (train faces)" measures the Δh on the
     faces it was optimised on.
     """
@@ -301,9 +303,9 @@ def compare_methods(
     n_test = x_test.shape[0]
     ts = editing._schedule_steps(profile, n_steps)
 
-    def measure(name, edited, images=x_test, attrs=test.attrs, **timing):
+    def measure(name, edited, images=x_test, **timing):
         m = edit_metrics(images, edited, attribute=attribute, target_value=target_value, oracle=oracle, lpips=lpips,
-                         clip_loss=clip_loss, source_attrs=attrs)
+                         clip_loss=clip_loss)
         m.update(timing)
         results[name] = m
 
@@ -318,7 +320,7 @@ def compare_methods(
                 edit_seconds_per_image=(invert_seconds + time.perf_counter() - t0) / n_test)
     if "x_T optimisation" in methods:
         res = naive.optimize_xT(profile, x_test, source, target, clip_loss=clip_loss, progress=progress,
-                                **(x_T or {}))
+                                **{"n_steps": n_steps, **(x_T or {})})
         measure("x_T optimisation", res.images, train_seconds=0.0, edit_seconds_per_image=res.seconds / n_test,
                 losses=res.losses)
     if "ε-shift" in methods:
@@ -339,6 +341,6 @@ def compare_methods(
             measure(name, out.images, train_seconds=res.seconds,
                     edit_seconds_per_image=(invert_seconds + out.seconds) / n_test, losses=res.losses)
         if "Δh asymmetric" in methods and res.asymmetric:
-            measure("Δh asymmetric (train faces)", res.images, images=x_train, attrs=train.attrs,
+            measure("Δh asymmetric (train faces)", res.images, images=x_train,
                     train_seconds=res.seconds, edit_seconds_per_image=None)
     return results

@@ -100,7 +100,7 @@ def optimize_xT(
     source: str,
     target: str,
     *,
-    n_steps: int = 5,
+    n_steps: int | None = None,
     iters: int = 20,
     lr: float = 0.02,
     lambda_l1: float = 0.0,
@@ -109,19 +109,20 @@ def optimize_xT(
     clip_loss=None,
     progress: bool = True,
 ) -> XTResult:
-    """Invert ``x0`` to x_T (η = 0) and optimise x_T with Adam so that the sampled image follows ``source`` → ``target``.
+    """Invert ``x0`` to x_T (η = 0), then optimise x_T with Adam so that the sampled image follows source → target.
 
     Loss per iteration: mean L_direction(S(x_T), x0) (eq. 3) + λ_L1 · mean|S(x_T) - x0| + λ_LPIPS · mean
-    LPIPS(S(x_T), x0), with S the ``n_steps``-step DDIM sampler (the same steps invert and sample).
+    LPIPS(S(x_T), x0), with S the ``n_steps``-step DDIM sampler (default: the profile's steps; the same steps
+    invert and sample).
     ``profile``: anything with ``unet``, ``schedule``, ``clip`` (and ``lpips`` when ``lambda_lpips`` > 0).
     """
     t0 = time.perf_counter()
-    _check_hparams(n_steps=(n_steps, "pos_int"), iters=(iters, "pos_int"), lr=(lr, "pos"),
+    _check_hparams(iters=(iters, "pos_int"), lr=(lr, "pos"),
                    lambda_l1=(lambda_l1, "nonneg"), lambda_lpips=(lambda_lpips, "nonneg"))
     x0 = _images(profile, x0, "x0")
     loss_fn = make_clip_loss(profile, source, target, clip_loss)
     lpips = profile.lpips if lambda_lpips > 0 else None
-    ts = ddim.timesteps(n_steps, profile.schedule.num_train_timesteps)
+    ts = _schedule_steps(profile, n_steps)
     x_T_init = ddim.invert(profile.unet, x0, ts, profile.schedule, progress=progress)
     with torch.no_grad():
         src_embeds = loss_fn.encoder.encode_image(x0)
@@ -263,7 +264,7 @@ class Interference:
 
 
 def interference(x_t: torch.Tensor, eps: torch.Tensor, delta_eps: torch.Tensor, alpha_t, alpha_prev) -> Interference:
-    """Split the change that ε → ε + Δε makes to one deterministic DDIM step into its P_t and D_t parts (eq. 2)."""
+    """Split the change ε → ε + Δε makes to one deterministic DDIM step into its P_t and D_t parts (eq. 2)."""
     if eps.shape != x_t.shape:
         raise ValueError(f"eps: expected the shape of x_t {tuple(x_t.shape)}, got {tuple(eps.shape)}")
     try:
@@ -272,7 +273,8 @@ def interference(x_t: torch.Tensor, eps: torch.Tensor, delta_eps: torch.Tensor, 
         raise ValueError(f"delta_eps: expected a tensor broadcastable to {tuple(eps.shape)}, "
                          f"got {tuple(delta_eps.shape)}") from None
     if eps_shift.shape != eps.shape:
-        raise ValueError(f"delta_eps: expected a tensor broadcastable to {tuple(eps.shape)}, got {tuple(delta_eps.shape)}")
+        raise ValueError(f"delta_eps: expected a tensor broadcastable to {tuple(eps.shape)}, "
+                         f"got {tuple(delta_eps.shape)}")
     a_t = torch.as_tensor(alpha_t, dtype=torch.float64)
     a_p = torch.as_tensor(alpha_prev, dtype=torch.float64)
     if a_t.numel() != 1 or a_p.numel() != 1:

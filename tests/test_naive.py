@@ -51,7 +51,7 @@ def test_interference_identity(tiny, t, t_prev):
     r = naive.interference(x_t, eps, d, a_t, a_p)
     step = ddim.ddim_step(x_t, eps + d, a_t, a_p).x_prev - ddim.ddim_step(x_t, eps, a_t, a_p).x_prev
     torch.testing.assert_close(r.net, step, rtol=0, atol=1e-5)
-    # the closed forms: sqrt(ᾱ_{t-1}) ΔP_t = -sqrt(ᾱ_{t-1}) sqrt(1-ᾱ_t)/sqrt(ᾱ_t) Δε,  ΔD_t = sqrt(1-ᾱ_{t-1}) Δε
+    # closed forms: sqrt(ᾱ_{t-1})ΔP_t = -sqrt(ᾱ_{t-1}(1-ᾱ_t)/ᾱ_t) Δε, ΔD_t = sqrt(1-ᾱ_{t-1}) Δε
     a_t, a_p = float(a_t), float(a_p)
     torch.testing.assert_close(r.delta_p, -(a_p ** 0.5) * (1 - a_t) ** 0.5 / a_t ** 0.5 * d, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(r.delta_d, (1 - a_p) ** 0.5 * d, rtol=1e-5, atol=1e-6)
