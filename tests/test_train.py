@@ -147,3 +147,41 @@ def test_bad_configurations(tiny, x0, tmp_path):
     with pytest.raises(ValueError, match="32×32"):
         train_direction(tiny, TrainConfig(**BASE), tmp_path / "o", images=torch.zeros(1, 3, 16, 16),
                         progress=False, cache_dir=tmp_path / "c")
+
+
+@pytest.mark.slow
+def test_celebahq_architecture_trains_and_edits_at_64px(tmp_path):
+    """The Colab path without the hub: the real celebahq U-Net config with random weights, a tiny random CLIP,
+    one training step and one edit at 64×64 (h: 512×2×2)."""
+    import sys as _sys
+    from pathlib import Path
+
+    from diffusers import UNet2DModel
+
+    from asyrp_lib.pipeline import AsyrpEditor
+    from asyrp_lib.profiles import CONFIG_DIR, load_profile
+
+    _sys.path.insert(0, str(Path(__file__).parent))
+    from _clip_fixtures import make_tiny_clip
+
+    torch.manual_seed(0)
+    UNet2DModel.from_config(json.loads((CONFIG_DIR / "celebahq_unet.json").read_text())).save_pretrained(
+        tmp_path / "unet")
+    model, tokenizer = make_tiny_clip(tmp_path / "clip", image_size=32, patch_size=8)
+    model.save_pretrained(tmp_path / "clip")
+    tokenizer.save_pretrained(tmp_path / "clip")
+    prof = load_profile(str(tmp_path / "unet"), device="cpu", clip=str(tmp_path / "clip"))
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.nn.functional.interpolate(torch.randn(1, 3, 8, 8, generator=g), size=64, mode="bilinear").tanh()
+    cfg = TrainConfig(n_steps=2, t_edit=500, t_boost=0, image_size=64, epochs=1, batch_size=1)
+    res = train_direction(prof, cfg, tmp_path / "dir", images=x0, progress=False, cache_dir=tmp_path / "cache")
+    assert res.steps == 1 and res.delta_net.h_shape == (512, 2, 2)
+    assert np.isfinite(res.history[0]["loss"])
+    assert any(p.abs().sum() > 0 for p in res.delta_net.conv_out.parameters())  # the step moved f_t
+
+    editor = AsyrpEditor(prof, n_steps=2, image_size=64, progress=False)
+    out = editor.edit(x0, [(tmp_path / "dir", 1.0)])
+    assert out.edited.shape == (1, 3, 64, 64) and torch.isfinite(out.edited).all()
+    assert (out.edited - out.reconstruction).abs().max() > 0
+    with pytest.raises(ValueError, match="512×2×2.*h has shape 512×8×8"):
+        AsyrpEditor(prof, n_steps=2, progress=False).edit(torch.zeros(1, 3, 256, 256), [(tmp_path / "dir", 1.0)])
