@@ -163,3 +163,18 @@ def test_compare_methods_runs_every_method(tiny):
     assert res["Δh asymmetric"]["n"] == 2 and res["Δh asymmetric"]["train_seconds"] > 0
     table = ev.comparison_table(res)
     assert all(f"| {name} |" in table for name in res)
+
+
+def test_real_oracle_on_ground_truth_edits():
+    """With the shipped oracle: re-rendering the same faces with the target value is a perfect edit, and the
+    unedited faces are a perfect failure (the metric, not a model, is under test)."""
+    if not (tw.data_dir() / "oracle.safetensors").is_file():
+        pytest.skip("the toy-world oracle weights are not in data/")
+    oracle = tw.Oracle.load()
+    src = ev.source_faces("smile", "smiling", 16)
+    smiling = tw.render([dict(a, smile=0.75) for a in src.attrs])
+    m = ev.edit_metrics(src.images, smiling, attribute="smile", target_value="smiling", oracle=oracle,
+                        source_attrs=src.attrs)
+    assert m["success"] == 1.0 and m["others_kept"] == 1.0 and m["source_success"] == 0.0
+    m = ev.edit_metrics(src.images, src.images, attribute="smile", target_value="smiling", oracle=oracle)
+    assert m["success"] == 0.0 and m["others_kept"] == 1.0 and m["face_rate"] == 1.0
