@@ -289,6 +289,13 @@ def main(argv=None):
     if keep16:
         model.half()
     model.save_pretrained(str(out_dir))
+    if keep16:  # fp16 on disk for size; loaders get fp32 (from_pretrained's "auto" dtype reads the config)
+        cfg_file = out_dir / "config.json"
+        cfg_json = json.loads(cfg_file.read_text())
+        for key in ("dtype", "torch_dtype"):
+            if key in cfg_json:
+                cfg_json[key] = "float32"
+        cfg_file.write_text(json.dumps(cfg_json, indent=2, sort_keys=True) + "\n")
     from transformers import CLIPImageProcessor
     CLIPImageProcessor(size={"shortest_edge": args.image_size}, crop_size={"height": args.image_size,
                        "width": args.image_size}, image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD),
