@@ -90,7 +90,7 @@ class Oracle:
     def scores(self, images: torch.Tensor, batch_size: int = 256) -> dict[str, torch.Tensor]:
         """Per-head tensors on the CPU: ``smile`` (N,), class probabilities (N, K), ``face`` probability (N,)."""
         from ._utils import check_images
-        check_images(images, "images", channels=3, tol=0.05)
+        check_images(images, "images", channels=3, tol=0.5)  # slight overshoot (raw samples) is clamped
         parts = []
         for i in range(0, images.shape[0], batch_size):
             out = self.net(images[i:i + batch_size].to(self.device, torch.float32).clamp(-1, 1))
@@ -99,7 +99,8 @@ class Oracle:
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
     def predict(self, images: torch.Tensor) -> list[dict]:
-        """One dict per image: the attributes as ``sample_attributes`` gives them, plus ``"face"`` (a probability)."""
+        """One dict per image: the attributes as ``sample_attributes`` gives them (smile a float; no ``jitter``),
+        plus ``"face"``, the probability that the image is a well-formed toy face."""
         s = self.scores(images)
         out = []
         for i in range(s["smile"].shape[0]):

@@ -20,6 +20,11 @@ Attributes (``ATTRIBUTES``):
                         ``aspect`` of the head, ``eye_gap``); not an attribute to edit
 ======================  ==========================================================================
 
+Contents: ``sample_attributes(n, seed)``, ``render(attrs, size=64)``, ``caption(attrs, rng=None)``,
+``ToyFaces`` (a torch ``Dataset``), ``gaussian_blur`` (for stand-ins of blurry P_t previews), ``data_dir()``,
+and ``Oracle`` (defined in ``asyrp_lib.oracle``, trained by ``scripts/train_oracle.py``). The toy CLIP
+(``data/toy_clip``, trained by ``scripts/train_toy_clip.py``) reads the same captions.
+
 Rendering is signed-distance rasterisation in torch: every shape is a distance field, and a pixel's
 coverage is its distance to the edge measured in pixels, clamped to [0, 1] (smooth, anti-aliased
 edges). Everything is vectorised over the batch. Image coordinates run over [-1, 1] with y pointing
@@ -132,8 +137,8 @@ def _sd_parabola_stroke(x, y, cx, cy, half_width, bend, thickness):
 
 def _sd_segment_h(x, y, x0, x1, yc, thickness):
     """Horizontal capsule from (x0, yc) to (x1, yc)."""
-    px = torch.clamp(x, min=x0, max=x1) if isinstance(x0, float) else torch.maximum(torch.minimum(x, x1), x0)
-    return torch.sqrt((x - px) ** 2 + (y - yc) ** 2) - 0.5 * thickness
+    nearest_x = torch.maximum(torch.minimum(x, x1), x0)
+    return torch.sqrt((x - nearest_x) ** 2 + (y - yc) ** 2) - 0.5 * thickness
 
 
 def _paint(img, sd, rgb, px, alpha=1.0, mask=None):

@@ -306,8 +306,8 @@ def main(argv=None):
     except OSError:
         commit = "unknown"
     info = {"parameters_m": round(n_params / 1e6, 2), "saved_dtype": "float16" if keep16 else "float32",
-            "training": {"steps": args.steps, "batch": args.batch, "hard_groups": args.hard_groups, "aux_weight": args.aux_weight, "lr": args.lr, "seed": args.seed,
-                         "device": str(device), "threads": args.threads, "wall_s": round(wall, 1), "commit": commit,
+            "training": {"steps": args.steps, "batch": args.batch, "hard_groups": args.hard_groups,
+                         "aux_weight": args.aux_weight, "lr": args.lr, "seed": args.seed, "device": str(device), "threads": args.threads, "wall_s": round(wall, 1), "commit": commit,
                          "config": {k: getattr(args, k) for k in ("image_size", "patch", "width", "vision_layers",
                                                                   "text_layers", "proj")}},
             "metrics_fp32": metrics32, "metrics_saved": metrics16 if keep16 else metrics32}
