@@ -255,9 +255,14 @@ def load_profile(name: str | None = None, device=None, *, clip: str | None = Non
     image_size = spec.image_size or (cfg_size if isinstance(cfg_size, int) else cfg_size[0])
 
     def lpips_loader():
+        import warnings
+
         from .perceptual import load_lpips
 
-        return load_lpips("alex", device=dev, random_backbone=spec.lpips_random_backbone)
+        with warnings.catch_warnings():  # the tiny profile is random by design; load_lpips still logs it
+            if spec.lpips_random_backbone:
+                warnings.simplefilter("ignore", UserWarning)
+            return load_lpips("alex", device=dev, random_backbone=spec.lpips_random_backbone)
 
     return Profile(name=spec.name, unet=unet, schedule=schedule, image_size=image_size,
                    default_steps=spec.default_steps, prompt_pairs=list(spec.prompt_pairs), device=dev,
