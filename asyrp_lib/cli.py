@@ -123,6 +123,34 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: intervals)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_intervals)
+
+    p = sub.add_parser("demo", help="the main job: edit a few toy faces with the shipped directions; "
+                       "writes a before/after grid",
+                       description="Render toy faces, invert them once, edit them with each shipped direction "
+                                   "(data/directions/) or the given ones, and write one grid: the faces, then one "
+                                   "row per direction.")
+    _common(p)
+    p.add_argument("--output", default="demo.png", help="PNG file to write (default: demo.png)")
+    p.add_argument("--direction", action="append", default=None, metavar="DIR_OR_NAME[:STRENGTH]",
+                   help="directions to show (default: every shipped one); repeatable")
+    p.add_argument("--n", type=_positive_int, default=6, help="number of faces (default 6)")
+    p.add_argument("--seed", type=int, default=0, help="which faces (toy world seed)")
+    p.add_argument("--steps", type=_positive_int, default=None, help="DDIM steps (default: the directions')")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("evaluate", help="toy world: measure one direction with the oracle; prints JSON",
+                       description="Edit held-out toy faces that do not yet show the target, then measure with "
+                                   "the toy-world oracle: edit success, the share of faces whose other "
+                                   "attributes are all kept, LPIPS to the source, directional CLIP similarity.")
+    _common(p)
+    p.add_argument("--direction", required=True, metavar="DIR_OR_NAME[:STRENGTH]")
+    p.add_argument("--attribute", required=True, help="the toy attribute the direction should change, e.g. smile")
+    p.add_argument("--value", required=True, help="the value it should reach, e.g. smiling, yes, closed, red")
+    p.add_argument("--n", type=_positive_int, default=32, help="number of held-out faces (default 32)")
+    p.add_argument("--seed", type=int, default=None, help="first toy-world seed (default: the held-out range)")
+    p.add_argument("--steps", type=_positive_int, default=None, help="DDIM steps (default: the direction's)")
+    p.add_argument("--output", default=None, metavar="FILE.json", help="also write the metrics here")
+    p.set_defaults(func=_cmd_evaluate)
     return parser
 
 
@@ -251,6 +279,102 @@ def _cmd_intervals(args) -> int:
     print(f"t_boost = {res.t_boost}")
     _log(f"{'(cached) ' if res.cached else ''}ξ threshold {res.edit_threshold:.3f}, λ threshold "
          f"{res.boost_threshold:.3f}, {res.n_images} images; wrote {prefix}.json and {prefix}.png")
+    return 0
+
+
+def _shipped_directions() -> list[str]:
+    from .delta_net import META_NAME
+
+    d = directions_dir()
+    return sorted(x.name for x in d.glob("*") if (x / META_NAME).is_file()) if d.is_dir() else []
+
+
+def _cmd_demo(args) -> int:
+    import torch
+
+    from . import toyworld
+    from .delta_net import DeltaNet
+    from .pipeline import AsyrpEditor
+    from .plotting import save_grid
+    from .profiles import load_profile
+
+    out = Path(args.output)
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"--output: expected a .png file name, got {args.output!r}")
+    specs = args.direction or _shipped_directions()
+    if not specs:
+        raise ValueError(f"no directions to show: {directions_dir()} holds no shipped direction; give one with "
+                         f"--direction DIR (train it with asyrp train --output DIR)")
+    dirs = [parse_direction(spec) for spec in specs]
+    metas = [DeltaNet.read_metadata(p) for p, _ in dirs]
+    prof = load_profile(args.profile, device=args.device)
+    _log(str(prof))
+    size = metas[0].get("image_size") or prof.image_size
+    steps = args.steps or metas[0].get("steps") or prof.default_steps
+    faces = toyworld.render(toyworld.sample_attributes(args.n, seed=args.seed), size=size)
+    editor = AsyrpEditor(prof, n_steps=steps, image_size=size)
+    start = time.perf_counter()
+    rows = [faces]
+    for (path, strength), meta in zip(dirs, metas):
+        res = editor.edit(faces, [(str(path), strength)], generator=torch.Generator().manual_seed(args.seed),
+                          reconstruct=False)
+        rows.append(res.edited.cpu())
+        _log(f"{path.name} ({meta.get('source')!r} → {meta.get('target')!r}, strength {strength:g}): "
+             f"t_edit={res.t_edit}, t_boost={res.t_boost}")
+    save_grid(torch.cat(rows), out, ncol=args.n, scale=max(1, 96 // size))
+    _log(f"wrote {out}: rows = the faces, then {', '.join(p.name for p, _ in dirs)} "
+         f"({steps} DDIM steps, {time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    import json
+
+    import torch
+
+    from . import evaluate, toyworld
+    from .clip import DirectionalCLIPLoss
+    from .delta_net import DeltaNet
+    from .pipeline import AsyrpEditor
+    from .profiles import load_profile
+
+    if args.attribute not in toyworld.ATTRIBUTES:
+        raise ValueError(f"--attribute: expected one of {', '.join(toyworld.ATTRIBUTES)}, got {args.attribute!r}")
+    allowed = toyworld.SMILE_LABELS if args.attribute == "smile" else toyworld.ATTRIBUTES[args.attribute]
+    if args.value not in allowed:
+        raise ValueError(f"--value: expected one of {', '.join(allowed)} for {args.attribute}, got {args.value!r}")
+    if args.output is not None and Path(args.output).suffix.lower() != ".json":
+        raise ValueError(f"--output: expected a .json file name, got {args.output!r}")
+    path, strength = parse_direction(args.direction)
+    meta = DeltaNet.read_metadata(path)
+    prof = load_profile(args.profile, device=args.device)
+    _log(str(prof))
+    if prof.name != "toy":
+        _log(f"note: the oracle reads toy faces; with the {prof.name!r} profile the numbers mean little")
+    size = meta.get("image_size") or prof.image_size
+    steps = args.steps or meta.get("steps") or prof.default_steps
+    seed = evaluate.HELDOUT_SEED if args.seed is None else args.seed
+    src = evaluate.source_faces(args.attribute, args.value, args.n, seed=seed, size=size)
+    editor = AsyrpEditor(prof, n_steps=steps, image_size=size)
+    start = time.perf_counter()
+    res = editor.edit(src.images, [(str(path), strength)], generator=torch.Generator().manual_seed(0),
+                      reconstruct=False)
+    seconds = time.perf_counter() - start
+    clip_loss = None
+    if meta.get("source") and meta.get("target"):
+        clip_loss = DirectionalCLIPLoss(prof.clip, meta["source"], meta["target"])
+    metrics = evaluate.edit_metrics(src.images.to(res.edited.device), res.edited, attribute=args.attribute,
+                                    target_value=args.value, oracle=toyworld.Oracle.load(device=prof.device),
+                                    lpips=prof.lpips, clip_loss=clip_loss)
+    report = {"direction": str(path), "strength": strength, "profile": prof.name, "attribute": args.attribute,
+              "value": args.value, "first_seed": seed, "steps": steps, "t_edit": res.t_edit,
+              "t_boost": res.t_boost, "edit_seconds": round(seconds, 2), **metrics}
+    text = json.dumps(report, indent=1, default=float)
+    print(text)
+    if args.output is not None:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text + "\n")
+        _log(f"wrote {args.output}")
     return 0
 
 

@@ -102,3 +102,50 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as exc:  # argparse: out-of-range timestep
         main(["edit", "--direction", "x", "--input", "i", "--output", "o", "--t-edit", "1200"])
     assert exc.value.code == 2 and "expected an integer timestep in [0, 999]" in capsys.readouterr().err
+
+
+def _direction(folder, tiny, **meta):
+    """A saved direction for the tiny model whose last layer is not zero (so it edits)."""
+    import torch
+
+    torch.manual_seed(0)
+    net = DeltaNet(tiny.h_shape)
+    with torch.no_grad():
+        for p in net.conv_out.parameters():
+            p.normal_(0, 0.05)
+    return net.save(folder, model_id=tiny.model_id, source="face", target="smiling face", t_edit=500, t_boost=100,
+                    steps=4, image_size=tiny.image_size, **meta)
+
+
+def test_demo_and_evaluate_on_the_tiny_profile(tmp_path, tiny, capsys):
+    d = _direction(tmp_path / "smiling", tiny)
+    grid = tmp_path / "demo.png"
+    assert main(["demo", "--profile", "tiny", "--device", "cpu", "--direction", str(d), "--direction", f"{d}:-1",
+                 "--n", "4", "--output", str(grid)]) == 0
+    w, h = Image.open(grid).size
+    assert abs(w / h - 4 / 3) < 0.05  # 4 faces across; 3 rows: the faces, strength +1, strength -1
+    assert "rows = the faces, then smiling, smiling" in capsys.readouterr().err
+
+    out = tmp_path / "m.json"
+    assert main(["evaluate", "--profile", "tiny", "--device", "cpu", "--direction", str(d), "--attribute", "smile",
+                 "--value", "smiling", "--n", "2", "--output", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    saved = json.loads(out.read_text())
+    assert printed == saved and saved["n"] == 2 and saved["t_edit"] == 500
+    for key in ("success", "others_kept", "lpips", "s_dir", "face_rate"):
+        assert key in saved and (saved[key] is None or 0.0 <= saved[key] <= 1.0 or key == "s_dir")
+
+
+def test_demo_and_evaluate_bad_input(tmp_path, tiny, capsys, monkeypatch):
+    monkeypatch.setenv("ASYRP_DATA", str(tmp_path / "empty"))
+    assert main(["demo", "--profile", "tiny", "--output", str(tmp_path / "x.png")]) == 2
+    assert "no shipped direction" in capsys.readouterr().err
+    d = _direction(tmp_path / "dir", tiny)
+    assert main(["demo", "--profile", "tiny", "--direction", str(d), "--output", str(tmp_path / "x.jpg")]) == 2
+    assert "--output" in capsys.readouterr().err
+    assert main(["evaluate", "--profile", "tiny", "--direction", str(d), "--attribute", "mood",
+                 "--value", "happy"]) == 2
+    assert "--attribute" in capsys.readouterr().err
+    assert main(["evaluate", "--profile", "tiny", "--direction", str(d), "--attribute", "smile",
+                 "--value", "ecstatic"]) == 2
+    assert "--value: expected one of frowning, neutral, smiling" in capsys.readouterr().err
