@@ -223,24 +223,30 @@ def parse_direction(spec: str) -> tuple[Path, float]:
                      f"(available: {avail}); train one with asyrp train --output DIR")
 
 
-def _cmd_edit(args) -> int:
-    import torch
-
+def _editor_for(args, dirs):
+    """The profile, an ``AsyrpEditor`` and the image size / DDIM steps the first direction was trained with."""
     from .delta_net import DeltaNet
-    from .images import load_images, save_images
     from .pipeline import AsyrpEditor
     from .profiles import load_profile
 
-    dirs = [parse_direction(s) for s in args.direction]
     metas = [DeltaNet.read_metadata(p) for p, _ in dirs]
-    if args.compare is not None and Path(args.compare).suffix.lower() != ".png":
-        raise ValueError(f"--compare: expected a .png file name, got {args.compare!r}")
     prof = load_profile(args.profile, device=args.device)
     _log(str(prof))
     size = metas[0].get("image_size") or prof.image_size
     steps = args.steps or metas[0].get("steps") or prof.default_steps
+    return prof, AsyrpEditor(prof, n_steps=steps, image_size=size), size, steps, metas
+
+
+def _cmd_edit(args) -> int:
+    import torch
+
+    from .images import load_images, save_images
+
+    dirs = [parse_direction(s) for s in args.direction]
+    if args.compare is not None and Path(args.compare).suffix.lower() != ".png":
+        raise ValueError(f"--compare: expected a .png file name, got {args.compare!r}")
+    _, editor, size, steps, _ = _editor_for(args, dirs)
     images, names = load_images(args.input, size)
-    editor = AsyrpEditor(prof, n_steps=steps, image_size=size)
     start = time.perf_counter()
     res = editor.edit(images, [(str(p), c) for p, c in dirs], t_edit=args.t_edit, t_boost=args.t_boost,
                       generator=torch.Generator().manual_seed(args.seed), reconstruct=args.compare is not None)
@@ -293,10 +299,7 @@ def _cmd_demo(args) -> int:
     import torch
 
     from . import toyworld
-    from .delta_net import DeltaNet
-    from .pipeline import AsyrpEditor
     from .plotting import save_grid
-    from .profiles import load_profile
 
     out = Path(args.output)
     if out.suffix.lower() != ".png":
@@ -306,13 +309,8 @@ def _cmd_demo(args) -> int:
         raise ValueError(f"no directions to show: {directions_dir()} holds no shipped direction; give one with "
                          f"--direction DIR (train it with asyrp train --output DIR)")
     dirs = [parse_direction(spec) for spec in specs]
-    metas = [DeltaNet.read_metadata(p) for p, _ in dirs]
-    prof = load_profile(args.profile, device=args.device)
-    _log(str(prof))
-    size = metas[0].get("image_size") or prof.image_size
-    steps = args.steps or metas[0].get("steps") or prof.default_steps
+    _, editor, size, steps, metas = _editor_for(args, dirs)
     faces = toyworld.render(toyworld.sample_attributes(args.n, seed=args.seed), size=size)
-    editor = AsyrpEditor(prof, n_steps=steps, image_size=size)
     start = time.perf_counter()
     rows = [faces]
     for (path, strength), meta in zip(dirs, metas):
@@ -334,9 +332,6 @@ def _cmd_evaluate(args) -> int:
 
     from . import evaluate, toyworld
     from .clip import DirectionalCLIPLoss
-    from .delta_net import DeltaNet
-    from .pipeline import AsyrpEditor
-    from .profiles import load_profile
 
     if args.attribute not in toyworld.ATTRIBUTES:
         raise ValueError(f"--attribute: expected one of {', '.join(toyworld.ATTRIBUTES)}, got {args.attribute!r}")
@@ -346,16 +341,11 @@ def _cmd_evaluate(args) -> int:
     if args.output is not None and Path(args.output).suffix.lower() != ".json":
         raise ValueError(f"--output: expected a .json file name, got {args.output!r}")
     path, strength = parse_direction(args.direction)
-    meta = DeltaNet.read_metadata(path)
-    prof = load_profile(args.profile, device=args.device)
-    _log(str(prof))
+    prof, editor, size, steps, (meta,) = _editor_for(args, [(path, strength)])
     if prof.name != "toy":
         _log(f"note: the oracle reads toy faces; with the {prof.name!r} profile the numbers mean little")
-    size = meta.get("image_size") or prof.image_size
-    steps = args.steps or meta.get("steps") or prof.default_steps
     seed = evaluate.HELDOUT_SEED if args.seed is None else args.seed
     src = evaluate.source_faces(args.attribute, args.value, args.n, seed=seed, size=size)
-    editor = AsyrpEditor(prof, n_steps=steps, image_size=size)
     start = time.perf_counter()
     res = editor.edit(src.images, [(str(path), strength)], generator=torch.Generator().manual_seed(0),
                       reconstruct=False)
