@@ -40,3 +40,17 @@ def progress_bar(iterable, *, enabled: bool = True, desc: str | None = None, tot
 def data_dir() -> Path:
     """The folder of shipped weights: ``$ASYRP_DATA`` if set, else the repository's ``data/``."""
     return Path(os.environ.get("ASYRP_DATA") or Path(__file__).resolve().parent.parent / "data")
+
+
+def add_shift(base: torch.Tensor, shift: torch.Tensor, name: str) -> torch.Tensor:
+    """``base + shift`` where ``shift`` must broadcast to ``base``'s shape; else a ValueError naming ``name``."""
+    def fail():
+        return ValueError(f"{name}: expected a tensor broadcastable to {tuple(base.shape)}, "
+                          f"got {tuple(getattr(shift, 'shape', ()))}")
+    try:
+        out = base + shift.to(dtype=base.dtype)
+    except (RuntimeError, AttributeError):
+        raise fail() from None
+    if out.shape != base.shape:
+        raise fail()
+    return out

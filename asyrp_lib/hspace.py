@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ._utils import add_shift
+
 __all__ = ["Encoded", "HSpaceUNet", "h_shape"]
 
 
@@ -132,14 +134,7 @@ class HSpaceUNet(nn.Module):
         if delta_h is None:
             return self.decode(enc)
         h = enc.h
-        try:
-            h_edit = h + delta_h.to(dtype=h.dtype)
-        except RuntimeError:
-            raise ValueError(f"delta_h: expected a tensor broadcastable to h's shape {tuple(h.shape)}, "
-                             f"got {tuple(delta_h.shape)}") from None
-        if h_edit.shape != h.shape:
-            raise ValueError(f"delta_h: expected a tensor broadcastable to h's shape {tuple(h.shape)}, "
-                             f"got {tuple(delta_h.shape)}")
+        h_edit = add_shift(h, delta_h, "delta_h")
         both = self.decode(enc, torch.cat([h_edit, h]))
         return both[: h.shape[0]], both[h.shape[0]:]
 

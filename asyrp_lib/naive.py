@@ -38,7 +38,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from . import ddim
-from ._utils import progress_bar
+from ._utils import add_shift, progress_bar
 from .editing import (EditOutput, _check_hparams, _images, _schedule_steps, edit_timesteps, make_clip_loss,
                       optimise_edit, run_edit)
 
@@ -267,14 +267,7 @@ def interference(x_t: torch.Tensor, eps: torch.Tensor, delta_eps: torch.Tensor, 
     """Split the change ε → ε + Δε makes to one deterministic DDIM step into its P_t and D_t parts (eq. 2)."""
     if eps.shape != x_t.shape:
         raise ValueError(f"eps: expected the shape of x_t {tuple(x_t.shape)}, got {tuple(eps.shape)}")
-    try:
-        eps_shift = eps + delta_eps
-    except RuntimeError:
-        raise ValueError(f"delta_eps: expected a tensor broadcastable to {tuple(eps.shape)}, "
-                         f"got {tuple(delta_eps.shape)}") from None
-    if eps_shift.shape != eps.shape:
-        raise ValueError(f"delta_eps: expected a tensor broadcastable to {tuple(eps.shape)}, "
-                         f"got {tuple(delta_eps.shape)}")
+    eps_shift = add_shift(eps, delta_eps, "delta_eps")
     a_t = torch.as_tensor(alpha_t, dtype=torch.float64)
     a_p = torch.as_tensor(alpha_prev, dtype=torch.float64)
     if a_t.numel() != 1 or a_p.numel() != 1:
