@@ -47,6 +47,11 @@ def parse_args(argv=None):
     p.add_argument("--time-limit", type=float, default=float("inf"), help="seconds of training before stopping")
     p.add_argument("--compile", action="store_true", help="torch.compile the U-Net (GPU)")
     p.add_argument("--fp32", action="store_true", help="save fp32 weights instead of fp16")
+    p.add_argument("--save-every", type=float, default=120.0,
+                   help="seconds between saves of the EMA weights (and of --state) while training")
+    p.add_argument("--state", default=None, help="file for the full training state (model, EMA, optimiser), "
+                   "written at every save; with --resume, training continues from it")
+    p.add_argument("--resume", action="store_true", help="continue from --state")
     p.add_argument("--no-eval", action="store_true")
     p.add_argument("--eval-samples", type=int, default=256)
     p.add_argument("--eval-inversions", type=int, default=64)
@@ -77,8 +82,28 @@ def machine() -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def lr_factor(step: int, elapsed: float, args) -> float:
+    """Linear warm-up, then a cosine decay over the run's progress: the larger of the share of --steps
+    done and the share of --time-limit spent, so a time-limited run still ends at a low learning rate."""
+    progress = min(1.0, max(step / args.steps, elapsed / args.time_limit))
+    return min(1.0, (step + 1) / args.warmup) * (0.5 + 0.5 * math.cos(math.pi * progress))
+
+
+def save_weights(ema, out: Path, info: dict, fp32: bool) -> None:
+    """The EMA U-Net, the scheduler and training.json into ``out`` (written again at each save)."""
+    from diffusers import DDPMScheduler
+
+    out.mkdir(parents=True, exist_ok=True)
+    saved = copy.deepcopy(ema).to("cpu")
+    saved = saved if fp32 else saved.half()
+    saved.save_pretrained(out)
+    DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
+                  clip_sample=False).save_pretrained(out)
+    (out / "training.json").write_text(json.dumps(info, indent=1))
+
+
 def train(args):
-    from diffusers import DDPMScheduler, UNet2DModel
+    from diffusers import UNet2DModel
 
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
@@ -92,14 +117,49 @@ def train(args):
     schedule = ddim.Schedule.linear()
     a_bar = schedule.alphas_cumprod.to(device)
     opt = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.0)
-    lr_at = lambda s: args.lr * min(1.0, (s + 1) / args.warmup) * (0.5 + 0.5 * math.cos(math.pi * s / args.steps))
+    g = torch.Generator(device=device).manual_seed(args.seed)
+    losses, step0, elapsed0 = [], 0, 0.0
+    state_file = Path(args.state) if args.state else None
+    if args.resume:
+        if state_file is None or not state_file.is_file():
+            raise SystemExit(f"--resume: no training state at {state_file} (give --state FILE)")
+        st = torch.load(state_file, map_location=device, weights_only=False)
+        unet.load_state_dict(st["unet"])
+        ema.load_state_dict(st["ema"])
+        opt.load_state_dict(st["opt"])
+        g.set_state(st["generator"].cpu())
+        losses, step0, elapsed0 = st["losses"], st["step"], st["elapsed"]
+        print(f"resumed from {state_file} at step {step0} ({elapsed0:.0f} s done)", file=sys.stderr)
     model = torch.compile(unet) if args.compile else unet
 
     pool = render_pool(args.pool, args.seed, device)
-    g = torch.Generator(device=device).manual_seed(args.seed)
-    losses, start, step = [], time.time(), 0
-    bar = tqdm(range(args.steps), desc="training the toy DDPM")
+    out = Path(args.out)
+
+    def info(step_done, seconds):
+        return {"steps_done": step_done, "args": vars(args), "seconds": round(seconds, 1), "machine": machine(),
+                "commit": git_commit(), "torch": torch.__version__,
+                "final_loss": sum(losses[-50:]) / max(1, len(losses[-50:])),
+                "loss_every_100_steps": [round(v, 5) for v in losses[::10]],
+                "parameters": sum(p.numel() for p in unet.parameters())}
+
+    def checkpoint(step_done, seconds):
+        save_weights(ema, out, info(step_done, seconds), args.fp32)
+        if state_file is not None:
+            state_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = state_file.with_suffix(".tmp")
+            torch.save({"unet": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                        "generator": g.get_state(), "losses": losses, "step": step_done, "elapsed": seconds}, tmp)
+            tmp.replace(state_file)
+
+    start = time.time() - elapsed0
+    last_save = time.time()
+    step = step0
+    bar = tqdm(range(step0, args.steps), desc="training the toy DDPM", initial=step0, total=args.steps)
     for step in bar:
+        elapsed = time.time() - start
+        if elapsed > args.time_limit:
+            print(f"time limit reached after {step} steps", file=sys.stderr)
+            break
         idx = torch.randint(0, pool.shape[0], (args.batch,), device=device, generator=g)
         x0 = pool[idx].float() / 127.5 - 1
         t = torch.randint(0, schedule.num_train_timesteps, (args.batch,), device=device, generator=g)
@@ -107,12 +167,13 @@ def train(args):
         a = a_bar[t].view(-1, 1, 1, 1)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
         for group in opt.param_groups:
-            group["lr"] = lr_at(step)
+            group["lr"] = args.lr * lr_factor(step, elapsed, args)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
             pred = model(x_t, t).sample
         loss = torch.nn.functional.mse_loss(pred.float(), noise)
         if not torch.isfinite(loss):
-            raise RuntimeError(f"loss became {loss.item()} at step {step}; lower --lr")
+            raise RuntimeError(f"loss became {loss.item()} at step {step}; lower --lr (weights saved "
+                               f"at the last checkpoint stay as they were)")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -121,28 +182,19 @@ def train(args):
         with torch.no_grad():
             for pe, p in zip(ema.parameters(), unet.parameters()):
                 pe.lerp_(p, 1 - decay)
-        losses.append(loss.item()) if step % 10 == 0 else None
+        if step % 10 == 0:
+            losses.append(loss.item())
         if step % 50 == 0:
             bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}")
-        if time.time() - start > args.time_limit:
-            print(f"time limit reached after {step + 1} steps", file=sys.stderr)
-            break
+        if time.time() - last_save > args.save_every:
+            checkpoint(step + 1, time.time() - start)
+            last_save = time.time()
+    else:
+        step = args.steps
     seconds = time.time() - start
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    saved = copy.deepcopy(ema).to("cpu")
-    if not args.fp32:
-        saved = saved.half()
-    saved.save_pretrained(out)
-    DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
-                  clip_sample=False).save_pretrained(out)
-    info = {"steps_done": step + 1, "args": vars(args), "seconds": round(seconds, 1), "machine": machine(),
-            "commit": git_commit(), "torch": torch.__version__, "final_loss": sum(losses[-50:]) / len(losses[-50:]),
-            "loss_curve_every_10_steps": [round(v, 5) for v in losses[::10]],
-            "parameters": sum(p.numel() for p in unet.parameters())}
-    (out / "training.json").write_text(json.dumps(info, indent=1))
-    print(f"saved {out} after {step + 1} steps in {seconds:.0f} s, loss {info['final_loss']:.4f}", file=sys.stderr)
+    checkpoint(step, seconds)
+    print(f"saved {out} after {step} steps in {seconds:.0f} s, loss {info(step, seconds)['final_loss']:.4f}",
+          file=sys.stderr)
     return out
 
 
@@ -161,7 +213,7 @@ def evaluate(folder: Path, args) -> dict:
     g = torch.Generator().manual_seed(args.seed + 12345)
     x_T = torch.randn(args.eval_samples, 3, 64, 64, generator=g)
     t0 = time.time()
-    samples = torch.cat([ddim.sample(unet, x, ddim.timesteps(50), schedule) for x in x_T.split(128)])
+    samples = torch.cat([ddim.sample(unet, x, ddim.timesteps(50), schedule) for x in x_T.split(128)]).clamp(-1, 1)
     sample_seconds = time.time() - t0
     refs = toyworld.render(toyworld.sample_attributes(1000, seed=987_654 + args.seed), device=device)
     quality = sample_quality(oracle.predict(samples), oracle.predict(refs))
@@ -171,14 +223,38 @@ def evaluate(folder: Path, args) -> dict:
     ts = ddim.timesteps(40)
     rec = ddim.sample(unet, ddim.invert(unet, fresh, ts, schedule), ts, schedule)
     inv = lpips(rec.clamp(-1, 1), fresh).mean().item()
+    clip_pt = clip_on_previews(unet, schedule, device, args.seed)
     metrics = {"face_rate": quality["face_rate"], "tv": quality["tv"], "max_tv": quality["max_tv"],
                "n_samples": args.eval_samples, "ddim_steps": 50, "sampling_seconds": round(sample_seconds, 1),
                "inversion_lpips_mean": inv, "inversion_steps": 40, "n_inversions": args.eval_inversions,
-               "machine": machine()}
+               **clip_pt, "machine": machine()}
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))
     save_grid(samples[:64], folder / "samples.png", ncol=8)
     print(json.dumps(metrics, indent=1))
     return metrics
+
+
+@torch.no_grad()
+def clip_on_previews(unet, schedule, device, seed: int, t: int = 500, n: int = 200) -> dict:
+    """The toy CLIP's zero-shot smiling-vs-frowning accuracy on P_t previews at ``t``, reached by DDIM
+    inversion (40 steps) of fresh smiling and frowning renders; on the clean renders for comparison."""
+    from asyrp_lib.profiles import load_clip
+
+    clip = load_clip("toy", device=device)
+    attrs = [a for a in toyworld.sample_attributes(3 * n, seed=556_000 + seed)
+             if toyworld.smile_label(a["smile"]) != "neutral"][:n]
+    x0 = toyworld.render(attrs, device=device)
+    truth = torch.tensor([toyworld.smile_label(a["smile"]) == "smiling" for a in attrs], device=device)
+    ts = [s for s in ddim.timesteps(40) if s <= t]
+    if ts[0] != t:
+        raise ValueError(f"t={t} is not on the 40-step DDIM grid")
+    x_t = torch.cat([ddim.invert(unet, x, ts, schedule, progress=False) for x in x0.split(100)])
+    eps = torch.cat([ddim.model_eps(unet, x, t) for x in x_t.split(100)])
+    previews = ddim.predicted_x0(x_t, eps, schedule.alpha(t)).clamp(-1, 1)
+    text = clip.encode_text(["a frowning face", "a smiling face"])
+    acc = lambda images: float(((clip.encode_image(images) @ text.T).argmax(1) == truth.long()).float().mean())
+    return {f"clip_smiling_vs_frowning_on_P{t}": acc(previews), "clip_smiling_vs_frowning_on_renders": acc(x0),
+            "n_clip_previews": len(attrs)}
 
 
 if __name__ == "__main__":
