@@ -101,7 +101,8 @@ def _check_value(attribute: str, value, name: str) -> str:
 def source_faces(attribute: str, value_to_avoid: str, n: int, seed: int = HELDOUT_SEED, *, size: int = 64,
                  device=None) -> SourceFaces:
     """``n`` toy faces that do NOT already show ``value_to_avoid`` (e.g. ``"smile", "smiling"`` → neutral and
-    frowning faces), drawn with ``sample_attributes`` from ``seed``, ``seed + 1``, … (deterministic).
+    frowning faces), drawn with ``sample_attributes`` from ``seed``, ``seed + 1``, … (deterministic). For
+    ``hair_color`` only faces with hair are drawn.
 
     Use ``seed=DEV_SEED`` (or above) while developing and the default ``HELDOUT_SEED`` for reported numbers;
     two sets drawn from different ranges never share a face.
@@ -115,6 +116,8 @@ def source_faces(attribute: str, value_to_avoid: str, n: int, seed: int = HELDOU
     s = seed
     while len(attrs) < n:
         for a in tw.sample_attributes(max(8, 2 * n), s):
+            if attribute == "hair_color" and a["hair"] == "none":
+                continue  # no hair colour to change on a bald head
             if label_of(a, attribute) != value_to_avoid and len(attrs) < n:
                 attrs.append(a)
                 seeds.append(s)
@@ -190,7 +193,8 @@ def edit_metrics(
     refs = pred_source if source_attrs is None else list(source_attrs)
 
     is_face = [p["face"] >= face_threshold for p in pred_edit]
-    hit = [f and label_of(p, attribute) == target_value for p, f in zip(pred_edit, is_face)]
+    hit = [f and label_of(p, attribute) == target_value and (attribute != "hair_color" or p["hair"] != "none")
+           for p, f in zip(pred_edit, is_face)]
     kept = [_others_kept(r, p, others) for r, p in zip(refs, pred_edit)]
     by_attr = {}
     for a in others:

@@ -66,6 +66,18 @@ def test_edit_metrics_known_answers(lookup):
     assert m["lpips"] is None and m["s_dir"] is None
 
 
+def test_hair_colour_success_needs_visible_hair():
+    # red hair read on a head that has lost its hair is no hair-colour edit
+    table = [face(hair="short"), face(hair="long"), face(hair="short", hair_color="red"),
+             face(hair="none", hair_color="red")]
+    oracle = LookupOracle(table)
+    src = torch.stack([oracle.image(0), oracle.image(1)])
+    edit = torch.stack([oracle.image(2), oracle.image(3)])
+    m = ev.edit_metrics(src, edit, attribute="hair_color", target_value="red", oracle=oracle)
+    assert m["success"] == 0.5
+    assert m["kept_by_attribute"]["hair"] == 0.5
+
+
 def test_smile_is_kept_by_label_when_editing_another_attribute():
     table = [face(smile=0.1), face(smile=0.25, glasses="yes"), face(smile=0.5), face(smile=0.3, glasses="yes")]
     oracle = LookupOracle(table)
@@ -138,6 +150,8 @@ def test_source_faces():
     g = ev.source_faces("glasses", "yes", 5, size=32)
     assert all(f["glasses"] == "no" for f in g.attrs)
     assert ev.DEV_SEED + 10_000 <= ev.HELDOUT_SEED
+    h = ev.source_faces("hair_color", "red", 20, size=32)  # hair colour: only faces that have hair
+    assert all(f["hair"] != "none" and f["hair_color"] != "red" for f in h.attrs)
     with pytest.raises(ValueError, match="value_to_avoid"):
         ev.source_faces("smile", "happy", 3)
     with pytest.raises(ValueError, match="n"):
