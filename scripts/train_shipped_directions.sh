@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Train the shipped toy directions with the asyrp CLI itself, then measure each on held-out faces.
+#
+#   bash scripts/train_shipped_directions.sh                 # all four, into data/directions/
+#   ONLY=smiling N_IMAGES=16 EPOCHS=1 bash scripts/train_shipped_directions.sh
+#
+# Each direction is a folder data/directions/<name>/ (delta_net.safetensors + delta_net.json, history.json)
+# plus metrics.json from `asyrp evaluate` (success, others kept, LPIPS, S_dir on N_EVAL held-out faces).
+# An interrupted run resumes: the script passes --resume, and a finished direction is trained no further.
+# The training state (train_state.pt) stays beside it and is git-ignored.
+set -euo pipefail
+N_IMAGES=${N_IMAGES:-32}   # training images, sampled from the toy DDPM
+EPOCHS=${EPOCHS:-2}
+N_EVAL=${N_EVAL:-32}       # held-out faces per direction for the metrics
+OUT=${DIRECTIONS_OUT:-data/directions}
+DEVICE_ARGS=${DEVICE:+--device $DEVICE}
+ASYRP=${ASYRP:-python -m asyrp_lib}
+
+# name | source text | target text | toy attribute | value it should reach
+DIRECTIONS='smiling|face|smiling face|smile|smiling
+glasses|face|face with glasses|glasses|yes
+closed_eyes|face|face with closed eyes|eyes|closed
+red_hair|face|face with red hair|hair_color|red'
+
+mkdir -p "$OUT"
+while IFS='|' read -r name source target attribute value; do
+  if [ -n "${ONLY:-}" ] && [ "$name" != "$ONLY" ]; then continue; fi
+  echo "== $name: \"$source\" → \"$target\" ($N_IMAGES images, $EPOCHS epochs)" >&2
+  start=$(date +%s)
+  # shellcheck disable=SC2086  # DEVICE_ARGS and ASYRP hold several words
+  $ASYRP train --profile toy $DEVICE_ARGS --source "$source" --target "$target" --output "$OUT/$name" \
+    --n-images "$N_IMAGES" --epochs "$EPOCHS" --resume
+  echo "   trained in $(( $(date +%s) - start )) s" >&2
+  # shellcheck disable=SC2086
+  $ASYRP evaluate --profile toy $DEVICE_ARGS --direction "$OUT/$name" --attribute "$attribute" --value "$value" \
+    --n "$N_EVAL" --output "$OUT/$name/metrics.json" >/dev/null
+  python - "$OUT/$name/metrics.json" <<'EOF'
+import json, sys
+m = json.load(open(sys.argv[1]))
+print(f"   success {m['success']:.2f}, others kept {m['others_kept']:.2f}, LPIPS {m['lpips']:.3f}, "
+      f"S_dir {m['s_dir']:.3f}, t_edit {m['t_edit']}, t_boost {m['t_boost']}", file=sys.stderr)
+EOF
+done <<< "$DIRECTIONS"
