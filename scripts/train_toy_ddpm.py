@@ -131,6 +131,7 @@ def train(args):
         losses, step0, elapsed0 = st["losses"], st["step"], st["elapsed"]
         print(f"resumed from {state_file} at step {step0} ({elapsed0:.0f} s done)", file=sys.stderr)
     model = torch.compile(unet) if args.compile else unet
+    ema_params, train_params = list(ema.parameters()), list(unet.parameters())
 
     pool = render_pool(args.pool, args.seed, device)
     out = Path(args.out)
@@ -180,8 +181,7 @@ def train(args):
         opt.step()
         decay = min(args.ema, (1 + step) / (10 + step))
         with torch.no_grad():
-            for pe, p in zip(ema.parameters(), unet.parameters()):
-                pe.lerp_(p, 1 - decay)
+            torch._foreach_lerp_(ema_params, train_params, 1 - decay)
         if step % 10 == 0:
             losses.append(loss.item())
         if step % 50 == 0:
