@@ -53,6 +53,7 @@ def parse_args(argv=None):
                    "written at every save; with --resume, training continues from it")
     p.add_argument("--resume", action="store_true", help="continue from --state")
     p.add_argument("--no-eval", action="store_true")
+    p.add_argument("--eval-only", action="store_true", help="no training: evaluate the weights already in --out")
     p.add_argument("--eval-samples", type=int, default=256)
     p.add_argument("--eval-inversions", type=int, default=64)
     return p.parse_args(argv)
@@ -259,6 +260,6 @@ def clip_on_previews(unet, schedule, device, seed: int, t: int = 500, n: int = 2
 
 if __name__ == "__main__":
     a = parse_args()
-    folder = train(a)
-    if not a.no_eval:
+    folder = Path(a.out) if a.eval_only else train(a)
+    if a.eval_only or not a.no_eval:
         evaluate(folder, a)
