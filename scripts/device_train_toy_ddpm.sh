@@ -27,7 +27,7 @@ if compgen -G ".whl/*.whl" >/dev/null; then
 fi
 export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD PYTHONUNBUFFERED=1
 [ -d .lpips-cache ] && export ASYRP_CACHE=$PWD/.lpips-cache
-if [ "$DEVICE" = cuda ]; then nvidia-smi --query-gpu=name,memory.total --format=csv; fi
+if [ "$DEVICE" = cuda ]; then nvidia-smi --query-gpu=name,memory.total --format=csv || true; fi
 out=${OUT:-/tmp/out}/toy_ddpm
 # shellcheck disable=SC2086  # EVAL holds several arguments
 python3 scripts/train_toy_ddpm.py --device "$DEVICE" --steps 1000000 --batch "$BATCH" --pool "$POOL" \
