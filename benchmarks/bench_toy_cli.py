@@ -44,6 +44,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     sys.path.insert(0, str(ROOT))
+    from asyrp_lib import perceptual
     from asyrp_lib._utils import data_dir
 
     if not (data_dir() / "toy_ddpm" / "config.json").is_file():
@@ -52,7 +53,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, ASYRP_CACHE=str(Path(tmp) / "cache"), PYTHONPATH=str(ROOT))
         # fill the LPIPS cache first, so that no timing includes the one-time backbone fetch
-        lpips_cache = Path(os.environ.get("ASYRP_CACHE") or Path.home() / ".cache" / "asyrp") / "lpips"
+        lpips_cache = perceptual.cache_dir()  # the caller's cache, read before ASYRP_CACHE is redirected
         if lpips_cache.is_dir():
             (Path(tmp) / "cache").mkdir()
             os.symlink(lpips_cache, Path(tmp) / "cache" / "lpips")
