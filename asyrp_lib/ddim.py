@@ -68,30 +68,36 @@ class Schedule:
     """The cumulative noise schedule ᾱ_t over the training timesteps t = 0 … T-1."""
 
     alphas_cumprod: torch.Tensor  # (T,) float32, ᾱ_t, decreasing from ≈1 towards 0
+    clip_sample: bool = False  # sampling clamps P_t to [-1, 1] (the scheduler config's ``clip_sample``)
 
     def __post_init__(self):
         a = torch.as_tensor(self.alphas_cumprod, dtype=torch.float32).detach().cpu().flatten()
         if a.numel() < 2 or not torch.all((a > 0) & (a <= 1)):
             raise ValueError("alphas_cumprod: expected a 1-D sequence of values in (0, 1], at least 2 long")
         object.__setattr__(self, "alphas_cumprod", a)
+        object.__setattr__(self, "clip_sample", bool(self.clip_sample))
 
     @classmethod
-    def linear(cls, num_train_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> "Schedule":
+    def linear(cls, num_train_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02, *,
+               clip_sample: bool = False) -> "Schedule":
         """The DDPM linear β schedule (Ho et al. 2020), computed as diffusers does (float32)."""
         if num_train_timesteps < 2:
             raise ValueError(f"num_train_timesteps: expected an integer ≥ 2, got {num_train_timesteps}")
         if not 0 < beta_start <= beta_end < 1:
             raise ValueError(f"beta_start, beta_end: expected 0 < beta_start ≤ beta_end < 1, got {beta_start}, {beta_end}")
         betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32)
-        return cls(torch.cumprod(1.0 - betas, dim=0))
+        return cls(torch.cumprod(1.0 - betas, dim=0), clip_sample=clip_sample)
 
     @classmethod
-    def from_scheduler(cls, scheduler) -> "Schedule":
-        """Take ᾱ from any diffusers scheduler that has ``alphas_cumprod`` (DDPM, DDIM, …)."""
+    def from_scheduler(cls, scheduler, *, clip_sample: bool | None = None) -> "Schedule":
+        """Take ᾱ from any diffusers scheduler that has ``alphas_cumprod`` (DDPM, DDIM, …), and ``clip_sample``
+        from its config unless given."""
         a = getattr(scheduler, "alphas_cumprod", None)
         if a is None:
             raise ValueError(f"scheduler: {type(scheduler).__name__} has no alphas_cumprod; pass a DDPM/DDIM scheduler")
-        return cls(torch.as_tensor(a))
+        if clip_sample is None:
+            clip_sample = bool(getattr(getattr(scheduler, "config", None), "clip_sample", False))
+        return cls(torch.as_tensor(a), clip_sample=clip_sample)
 
     @property
     def num_train_timesteps(self) -> int:
@@ -162,12 +168,14 @@ def ddim_step(
     noise: torch.Tensor | None = None,
     eps_direction: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    clip_sample: bool = False,
 ) -> DDIMStepOutput:
     """x_{t-1} = sqrt(ᾱ_{t-1}) · P_t(eps) + D_t(eps_direction) + σ_t · noise   (eq. 2, eq. 4).
 
     ``eps`` feeds P_t; ``eps_direction`` (default ``eps``) feeds D_t. Passing an edited ε as ``eps``
     and the original as ``eps_direction`` is Asyrp's asymmetric step. With η > 0 the noise is
-    ``noise`` if given, else drawn from ``generator``.
+    ``noise`` if given, else drawn from ``generator``. ``clip_sample``: clamp P_t to [-1, 1] before
+    x_{t-1} is formed (D_t keeps the model's ε, as ``diffusers.DDIMScheduler`` does by default).
     """
     if x_t.shape != eps.shape:
         raise ValueError(f"eps: expected the shape of x_t {tuple(x_t.shape)}, got {tuple(eps.shape)}")
@@ -177,6 +185,8 @@ def ddim_step(
         raise ValueError(f"eps_direction: expected shape {tuple(eps.shape)}, got {tuple(eps_direction.shape)}")
     sigma = ddim_sigma(alpha_t, alpha_prev, eta)
     p_t = predicted_x0(x_t, eps, alpha_t)
+    if clip_sample:
+        p_t = p_t.clamp(-1.0, 1.0)
     x_prev = _as_factor(alpha_prev, x_t).sqrt() * p_t + direction_to_xt(eps_direction, alpha_prev, sigma)
     if eta > 0:
         if noise is None:
@@ -269,11 +279,14 @@ def sample_steps(
     eta: float = 0.0,
     generator: torch.Generator | None = None,
     progress: bool = True,
+    clip_sample: bool | None = None,
 ) -> Iterator[DDIMStepOutput]:
     """Run the reverse process from ``x_T`` and yield every step (with its P_t preview).
 
-    ``sample`` returns only the last ``x_prev``; iterate this to look at the trajectory.
+    ``sample`` returns only the last ``x_prev``; iterate this to look at the trajectory. ``clip_sample``
+    (default: the schedule's, i.e. the scheduler config's) clamps P_t to [-1, 1] at every step.
     """
+    clip = schedule.clip_sample if clip_sample is None else bool(clip_sample)
     check_images(x_T, "x_T", value_range=None)
     ts = _check_timesteps(timesteps, schedule)
     device, dtype = _model_device_dtype(unet)
@@ -281,7 +294,8 @@ def sample_steps(
     with torch.no_grad():
         for t, t_prev in progress_bar(list(zip(ts, previous_timesteps(ts))), enabled=progress, desc="DDIM sampling"):
             eps = model_eps(unet, x, t)
-            out = ddim_step(x, eps, schedule.alpha(t), schedule.alpha(t_prev), eta=eta, generator=generator)
+            out = ddim_step(x, eps, schedule.alpha(t), schedule.alpha(t_prev), eta=eta, generator=generator,
+                            clip_sample=clip)
             out.t = t
             x = out.x_prev
             yield out
@@ -296,10 +310,15 @@ def sample(
     eta: float = 0.0,
     generator: torch.Generator | None = None,
     progress: bool = True,
+    clip_sample: bool | None = None,
 ) -> torch.Tensor:
-    """DDIM sampling x_T → x_0 over a descending ``timesteps`` sequence (batched, on the model's device)."""
+    """DDIM sampling x_T → x_0 over a descending ``timesteps`` sequence (batched, on the model's device).
+
+    ``clip_sample`` (default: the schedule's) clamps P_t to [-1, 1] at every step; inversion never clips.
+    """
     x = x_T
-    for out in sample_steps(unet, x_T, timesteps, schedule, eta=eta, generator=generator, progress=progress):
+    for out in sample_steps(unet, x_T, timesteps, schedule, eta=eta, generator=generator, progress=progress,
+                            clip_sample=clip_sample):
         x = out.x_prev
     return x
 

@@ -8,7 +8,8 @@ Asyrp edits h_t only: ε^θ(x_t | Δh_t) is the same network with h_t + Δh_t ha
 every skip connection stays as it was (course eq. 5). ``HSpaceUNet`` exposes the two halves:
 
 - ``encode(x_t, t)`` → ``Encoded`` with ``.h`` (N, C_h, H_h, W_h) and what ``decode`` needs;
-- ``decode(encoded, h=None)`` → ε; ``h`` may hold k·N rows (k versions of h for the same inputs);
+- ``decode(encoded, h=None)`` → ε; ``h`` may hold k·N rows (k versions of h for the same inputs); a model
+  trained to predict v (:mod:`asyrp_lib.unets`) has its output turned into ε here, as its forward does;
 - ``eps(x_t, t, delta_h=None)`` → ε, or the pair ``(eps_edited, eps)`` from ONE encoder pass and ONE
   decoder pass over the batch ``[h + Δh ; h]``.
 """
@@ -32,6 +33,7 @@ class Encoded:
     emb: torch.Tensor  # time embedding, one row per input
     skips: tuple  # skip-connection tensors from the down path, in order
     timesteps: torch.Tensor  # (N,) timesteps used (needed by Fourier-embedding U-Nets)
+    x_t: torch.Tensor | None = None  # the input (needed to turn a v-prediction into ε)
 
 
 class HSpaceUNet(nn.Module):
@@ -92,7 +94,7 @@ class HSpaceUNet(nn.Module):
                 sample, res = block(hidden_states=sample, temb=emb)
             skips += res
         h = u.mid_block(sample, emb)
-        return Encoded(h=h, emb=emb, skips=skips, timesteps=tt)
+        return Encoded(h=h, emb=emb, skips=skips, timesteps=tt, x_t=x_t)
 
     def decode(self, encoded: Encoded, h: torch.Tensor | None = None) -> torch.Tensor:
         """Decoder: ε from h (default ``encoded.h``) and the encoder's skip connections.
@@ -125,6 +127,10 @@ class HSpaceUNet(nn.Module):
             sample = sample + skip_sample
         if u.config.time_embedding_type == "fourier":
             sample = sample / tt.reshape(-1, 1, 1, 1)
+        if hasattr(u, "output_to_eps"):  # a model trained to predict v (asyrp_lib.unets): return ε
+            if encoded.x_t is None:
+                raise ValueError("encoded: this model predicts v, so decode needs encoded.x_t (use encode())")
+            sample = u.output_to_eps(sample, rep(encoded.x_t), tt)
         return sample
 
     # -- ε with and without an edit --------------------------------------------------------

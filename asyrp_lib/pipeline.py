@@ -358,7 +358,8 @@ class AsyrpEditor:
                 delta = combine_delta_h(h[:n], t, dirs)
                 ext = Encoded(h=torch.cat([h, h[:n]]), emb=torch.cat([enc.emb, enc.emb[:n]]),
                               skips=tuple(torch.cat([s, s[:n]]) for s in enc.skips),
-                              timesteps=torch.cat([enc.timesteps, enc.timesteps[:n]]))
+                              timesteps=torch.cat([enc.timesteps, enc.timesteps[:n]]),
+                              x_t=torch.cat([enc.x_t, enc.x_t[:n]]))
                 out = hs.decode(ext, torch.cat([h[:n] + delta, h[n:], h[:n]]))
                 eps_edit, eps = out[:n], out[n:-n] if reconstruct else None
                 eps_plain = out[-n:]

@@ -174,6 +174,8 @@ def _load_unet(spec_unet: str):
     """Returns (unet, schedule, model_id)."""
     from diffusers import DDPMScheduler, UNet2DModel
 
+    from .unets import load_folder
+
     if spec_unet.startswith("random:"):
         cfg_path = CONFIG_DIR / spec_unet.split(":", 1)[1]
         cfg = json.loads(cfg_path.read_text())
@@ -188,17 +190,22 @@ def _load_unet(spec_unet: str):
                 f"scripts/train_toy_ddpm.py (a GPU job) and shipped in data/toy_ddpm/. Until they exist, use "
                 f"the 'tiny' profile (random weights) or 'celebahq' (model hub)."
             )
-        unet = UNet2DModel.from_pretrained(str(folder))
-        sched_file = folder / "scheduler_config.json"
-        schedule = (Schedule.from_scheduler(DDPMScheduler.from_pretrained(str(folder)))
-                    if sched_file.is_file() else Schedule.linear())
+        unet, schedule = load_folder(folder)
         return unet, schedule, "toy DDPM (data/toy_ddpm)"
     unet = from_pretrained_fast(UNet2DModel, spec_unet, "diffusion model")
     try:
         scheduler = from_pretrained_fast(DDPMScheduler, spec_unet, "noise scheduler")
-        schedule = Schedule.from_scheduler(scheduler)
+        schedule, prediction = Schedule.from_scheduler(scheduler), scheduler.config.prediction_type
     except (OSError, ValueError):
-        schedule = Schedule.linear()  # the DDPM default these checkpoints were trained with
+        schedule, prediction = Schedule.linear(), "epsilon"  # the DDPM default these checkpoints were trained with
+    if prediction != "epsilon":  # a v-prediction model: the same weights, returning ε (asyrp_lib.unets)
+        from .unets import VPredictionUNet2DModel
+
+        if prediction != "v_prediction":
+            raise ValueError(f"{spec_unet}: the scheduler's prediction_type is {prediction!r}; this library "
+                             f"supports 'epsilon' and 'v_prediction' models")
+        unet = from_pretrained_fast(VPredictionUNet2DModel, spec_unet, "diffusion model")
+        unet.set_alphas_cumprod(schedule.alphas_cumprod)
     return unet, schedule, spec_unet
 
 

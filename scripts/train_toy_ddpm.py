@@ -1,15 +1,32 @@
-"""Train the toy DDPM: a small diffusers UNet2DModel on rendered toy faces, ε-prediction, EMA weights.
+"""Train the toy DDPM: a small diffusers UNet2DModel on rendered toy faces, EMA weights.
 
-A GPU job (bf16 autocast; about a few minutes on one H100); it also runs on a CPU for smoke tests.
+Runs on this course's 2-core CPU (bf16 autocast; hours) as well as on a GPU (minutes):
 
-    python scripts/train_toy_ddpm.py --device cuda --steps 12000 --batch 128 --out data/toy_ddpm
+    python scripts/train_toy_ddpm.py --device cpu --batch 32 --time-limit 14400 --state state.pt --out data/toy_ddpm
+
+The loss, per sample, with x_t = sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) ε and SNR_t = ᾱ_t / (1 - ᾱ_t):
+
+    --prediction v        L = w_t · |v_θ(x_t, t) - v|²,   v = sqrt(ᾱ_t) ε - sqrt(1 - ᾱ_t) x_0   (the default)
+    --prediction epsilon  L = w_t · |ε_θ(x_t, t) - ε|²
+
+    --min-snr 0           w_t = 1 (the plain loss; the default)
+    --min-snr γ > 0       w_t = min(SNR_t, γ) / SNR_t (ε) or min(SNR_t, γ) / (SNR_t + 1) (v)
+                          (min-SNR-γ, Hang et al. 2023: the error of P_t weighted by min(SNR_t, γ))
+
+In terms of the error of P_t (the predicted x_0), the plain ε loss weights it by SNR_t, the plain v loss by
+SNR_t + 1. At t = 999 SNR_t is 4·10⁻⁵: an ε-model hardly learns P_t there, and P_t at high t is where a
+sample's colours are decided (measured: model card). A v-model is still used through ε by the library
+(``asyrp_lib.unets``). ``--amp bf16`` runs the forward pass under ``torch.autocast(dtype=torch.bfloat16)``
+(CUDA, or a CPU with AVX-512 BF16; ``auto`` picks it where supported); the weights and the optimiser stay fp32.
 
 Writes to --out: the EMA U-Net (``save_pretrained``, fp16 safetensors unless --fp32), the DDPM
-scheduler config, ``training.json`` (arguments, time, machine, losses) and, unless --no-eval,
-``metrics.json`` and ``samples.png``: of --eval-samples DDIM-50 samples, the share the oracle reads
-as faces and each attribute's total-variation distance to renders; and the mean LPIPS between fresh
-renders and their DDIM-40 inversion + regeneration. Training stops early, still saving, when
---time-limit seconds have passed.
+scheduler config (``prediction_type``, ``clip_sample``), ``training.json`` (arguments, time, machine, losses)
+and, unless --no-eval, ``metrics.json`` and ``samples.png``: of --eval-samples DDIM-50 samples, the share the
+oracle reads as faces and each attribute's total-variation distance to renders; and the mean LPIPS between
+fresh renders and their DDIM-40 inversion + regeneration. Training stops early, still saving, when
+--time-limit seconds have passed; --state/--resume continue a run exactly, --init-from starts a new run
+from existing weights (a folder written by this script, or one with ``fp32/raw.safetensors`` and
+``fp32/ema.safetensors``).
 """
 from __future__ import annotations
 
@@ -30,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from asyrp_lib import ddim, toyworld  # noqa: E402
 from asyrp_lib.profiles import CONFIG_DIR  # noqa: E402
+from asyrp_lib.unets import load_folder  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -46,6 +64,13 @@ def parse_args(argv=None):
     p.add_argument("--config", default=str(CONFIG_DIR / "toy_unet.json"))
     p.add_argument("--time-limit", type=float, default=float("inf"), help="seconds of training before stopping")
     p.add_argument("--compile", action="store_true", help="torch.compile the U-Net (GPU)")
+    p.add_argument("--prediction", choices=("v", "epsilon"), default="v", help="what the network predicts")
+    p.add_argument("--min-snr", type=float, default=0.0, help="γ of min-SNR-γ loss weighting (0: plain loss)")
+    p.add_argument("--amp", choices=("auto", "bf16", "none"), default="auto",
+                   help="bf16 autocast of the forward pass (auto: where the device supports it)")
+    p.add_argument("--clip-sample", choices=("on", "off"), default="on",
+                   help="the scheduler config's clip_sample: sampling clamps P_t to [-1, 1]")
+    p.add_argument("--init-from", default=None, help="start from these weights (not --resume: a new run)")
     p.add_argument("--fp32", action="store_true", help="save fp32 weights instead of fp16")
     p.add_argument("--save-every", type=float, default=120.0,
                    help="seconds between saves of the EMA weights (and of --state) while training")
@@ -56,6 +81,10 @@ def parse_args(argv=None):
     p.add_argument("--eval-only", action="store_true", help="no training: evaluate the weights already in --out")
     p.add_argument("--eval-samples", type=int, default=256)
     p.add_argument("--eval-inversions", type=int, default=64)
+    p.add_argument("--eval-seed", type=int, default=None, help="seed of the evaluation's noise and faces "
+                   "(default --seed)")
+    p.add_argument("--eval-both-clips", action="store_true",
+                   help="also sample with the other clip_sample setting (face rate and max TV)")
     return p.parse_args(argv)
 
 
@@ -90,17 +119,57 @@ def lr_factor(step: int, elapsed: float, args) -> float:
     return min(1.0, (step + 1) / args.warmup) * (0.5 + 0.5 * math.cos(math.pi * progress))
 
 
-def save_weights(ema, out: Path, info: dict, fp32: bool) -> None:
+def amp_enabled(device: torch.device, amp: str) -> bool:
+    """bf16 autocast: asked for, or (``auto``) on CUDA and on CPUs with AVX-512 BF16."""
+    if amp != "auto":
+        return amp == "bf16"
+    if device.type == "cuda":
+        return True
+    check = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")
+    return device.type == "cpu" and getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() \
+        and "AVX512" in check()
+
+
+def loss_weight(alpha: torch.Tensor, prediction: str, gamma: float) -> torch.Tensor:
+    """w_t of the module docstring: 1, or min-SNR-γ for ε (÷ SNR) or v (÷ (SNR + 1))."""
+    if gamma <= 0:
+        return torch.ones_like(alpha)
+    snr = alpha / (1 - alpha)
+    return snr.clamp(max=gamma) / (snr if prediction == "epsilon" else snr + 1)
+
+
+def save_weights(ema, out: Path, info: dict, args) -> None:
     """The EMA U-Net, the scheduler and training.json into ``out`` (written again at each save)."""
     from diffusers import DDPMScheduler
 
     out.mkdir(parents=True, exist_ok=True)
     saved = copy.deepcopy(ema).to("cpu")
-    saved = saved if fp32 else saved.half()
+    saved = saved if args.fp32 else saved.half()
     saved.save_pretrained(out)
     DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
-                  clip_sample=False).save_pretrained(out)
+                  clip_sample=args.clip_sample == "on",
+                  prediction_type="v_prediction" if args.prediction == "v" else "epsilon").save_pretrained(out)
     (out / "training.json").write_text(json.dumps(info, indent=1))
+
+
+def init_weights(unet, ema, source: str) -> None:
+    """Load ``source`` into the trained and the EMA U-Net: its ``fp32/raw`` and ``fp32/ema`` state dicts when
+    present, else its ``save_pretrained`` weights into both."""
+    from safetensors.torch import load_file
+
+    src = Path(source)
+    raw, avg = src / "fp32" / "raw.safetensors", src / "fp32" / "ema.safetensors"
+    if raw.is_file() and avg.is_file():
+        unet.load_state_dict(load_file(str(raw)))
+        ema.load_state_dict(load_file(str(avg)))
+    elif (src / "diffusion_pytorch_model.safetensors").is_file():
+        sd = {k: v.float() for k, v in load_file(str(src / "diffusion_pytorch_model.safetensors")).items()}
+        unet.load_state_dict(sd)
+        ema.load_state_dict(sd)
+    else:
+        raise SystemExit(f"--init-from: {src} holds neither fp32/raw.safetensors + fp32/ema.safetensors nor "
+                         f"diffusion_pytorch_model.safetensors")
+    print(f"initialised from {src}", file=sys.stderr)
 
 
 def train(args):
@@ -109,6 +178,9 @@ def train(args):
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
     cuda = device.type == "cuda"
+    amp = amp_enabled(device, args.amp)
+    print(f"bf16 autocast: {'on' if amp else 'off'}; predicting {args.prediction}; "
+          f"min-SNR γ = {args.min_snr or 'off'}", file=sys.stderr)
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -121,6 +193,8 @@ def train(args):
     g = torch.Generator(device=device).manual_seed(args.seed)
     losses, step0, elapsed0 = [], 0, 0.0
     state_file = Path(args.state) if args.state else None
+    if args.init_from and not args.resume:
+        init_weights(unet, ema, args.init_from)
     if args.resume:
         if state_file is None or not state_file.is_file():
             raise SystemExit(f"--resume: no training state at {state_file} (give --state FILE)")
@@ -145,7 +219,7 @@ def train(args):
                 "parameters": sum(p.numel() for p in unet.parameters())}
 
     def checkpoint(step_done, seconds):
-        save_weights(ema, out, info(step_done, seconds), args.fp32)
+        save_weights(ema, out, info(step_done, seconds), args)
         if state_file is not None:
             state_file.parent.mkdir(parents=True, exist_ok=True)
             tmp = state_file.with_suffix(".tmp")
@@ -170,9 +244,11 @@ def train(args):
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
         for group in opt.param_groups:
             group["lr"] = args.lr * lr_factor(step, elapsed, args)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            pred = model(x_t, t).sample
-        loss = torch.nn.functional.mse_loss(pred.float(), noise)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            pred = model(x_t, t).sample  # the network's own output: v or ε (a plain UNet2DModel here)
+        target = noise if args.prediction == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * x0
+        per_sample = (pred.float() - target).pow(2).mean(dim=(1, 2, 3))
+        loss = (loss_weight(a.flatten(), args.prediction, args.min_snr) * per_sample).mean()
         if not torch.isfinite(loss):
             raise RuntimeError(f"loss became {loss.item()} at step {step}; lower --lr (weights saved "
                                f"at the last checkpoint stay as they were)")
@@ -201,32 +277,39 @@ def train(args):
 
 def evaluate(folder: Path, args) -> dict:
     """Sample quality by the oracle, and inversion + regeneration LPIPS; writes metrics.json, samples.png."""
-    from diffusers import UNet2DModel
-
     from asyrp_lib.evaluate import sample_quality
     from asyrp_lib.perceptual import load_lpips
     from asyrp_lib.plotting import save_grid
 
     device = torch.device(args.device)
-    unet = UNet2DModel.from_pretrained(str(folder), torch_dtype=torch.float32).to(device).eval()
-    schedule = ddim.Schedule.linear()
+    unet, schedule = load_folder(folder, torch_dtype=torch.float32)
+    unet = unet.to(device).eval()
     oracle = toyworld.Oracle.load(device=device)
-    g = torch.Generator().manual_seed(args.seed + 12345)
+    seed = args.seed if args.eval_seed is None else args.eval_seed
+    g = torch.Generator().manual_seed(seed + 12345)
     x_T = torch.randn(args.eval_samples, 3, 64, 64, generator=g)
+    refs = oracle.predict(toyworld.render(toyworld.sample_attributes(1000, seed=987_654 + seed), device=device))
     t0 = time.time()
     samples = torch.cat([ddim.sample(unet, x, ddim.timesteps(50), schedule) for x in x_T.split(128)]).clamp(-1, 1)
     sample_seconds = time.time() - t0
-    refs = toyworld.render(toyworld.sample_attributes(1000, seed=987_654 + args.seed), device=device)
-    quality = sample_quality(oracle.predict(samples), oracle.predict(refs))
+    quality = sample_quality(oracle.predict(samples), refs)
+    other = {}
+    if args.eval_both_clips:  # the same x_T with the other clip_sample setting, for comparison
+        flip = not schedule.clip_sample
+        alt = torch.cat([ddim.sample(unet, x, ddim.timesteps(50), schedule, clip_sample=flip)
+                         for x in x_T.split(128)]).clamp(-1, 1)
+        q = sample_quality(oracle.predict(alt), refs)
+        other = {f"{'clipped' if flip else 'unclipped'}": {"face_rate": q["face_rate"], "max_tv": q["max_tv"]}}
 
     lpips = load_lpips("alex", device=device)
-    fresh = toyworld.render(toyworld.sample_attributes(args.eval_inversions, seed=555_000 + args.seed), device=device)
+    fresh = toyworld.render(toyworld.sample_attributes(args.eval_inversions, seed=555_000 + seed), device=device)
     ts = ddim.timesteps(40)
     rec = ddim.sample(unet, ddim.invert(unet, fresh, ts, schedule), ts, schedule)
     inv = lpips(rec.clamp(-1, 1), fresh).mean().item()
-    clip_pt = clip_on_previews(unet, schedule, device, args.seed)
+    clip_pt = clip_on_previews(unet, schedule, device, seed)
     metrics = {"face_rate": quality["face_rate"], "tv": quality["tv"], "max_tv": quality["max_tv"],
-               "n_samples": args.eval_samples, "ddim_steps": 50, "sampling_seconds": round(sample_seconds, 1),
+               "n_samples": args.eval_samples, "ddim_steps": 50, "clip_sample": schedule.clip_sample, **other,
+               "eval_seed": seed, "sampling_seconds": round(sample_seconds, 1),
                "inversion_lpips_mean": inv, "inversion_steps": 40, "n_inversions": args.eval_inversions,
                **clip_pt, "machine": machine()}
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))

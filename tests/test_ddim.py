@@ -142,3 +142,29 @@ def test_bad_input_names_the_argument(tiny):
         ddim.sample(tiny.unet, torch.zeros(1, 3, 32, 32), [1000, 0], s, progress=False)
     with pytest.raises(ValueError, match="alphas_cumprod"):
         ddim.Schedule(torch.tensor([1.0, 0.0]))
+
+
+def test_clipped_sampling_matches_diffusers_and_inversion_never_clips():
+    """clip_sample clamps P_t before x_{t-1} is formed (D_t keeps ε), as DDIMScheduler(clip_sample=True)."""
+    g = torch.Generator().manual_seed(3)
+    sched = DDIMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
+                          clip_sample=True, set_alpha_to_one=True, steps_offset=0)
+    schedule = ddim.Schedule.from_scheduler(sched)
+    assert schedule.clip_sample and not ddim.Schedule.linear().clip_sample
+    sched.set_timesteps(10)
+    ts = ddim.timesteps(10)
+    eps_fn = lambda x, t: 0.7 * x.roll(1, dims=-1) - 0.2  # P_t well outside [-1, 1] at high t
+    x = torch.randn(2, 3, 8, 8, generator=g)
+    ref = x.clone()
+    for t in ts:
+        ref = sched.step(eps_fn(ref, t), t, ref).prev_sample
+    ours = ddim.sample(eps_fn, x, ts, schedule, progress=False)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+    unclipped = ddim.sample(eps_fn, x, ts, schedule, progress=False, clip_sample=False)
+    assert (unclipped - ours).abs().max() > 0.1  # the clamp acted
+    steps = list(ddim.sample_steps(eps_fn, x, ts, schedule, progress=False))
+    assert max(float(s.pred_x0.abs().max()) for s in steps) <= 1.0
+    # inversion is the same with a clipping schedule and without (it never clips)
+    x0 = torch.rand(2, 3, 8, 8, generator=g) * 2 - 1
+    torch.testing.assert_close(ddim.invert(eps_fn, x0, ts, schedule, progress=False),
+                               ddim.invert(eps_fn, x0, ts, ddim.Schedule.linear(), progress=False))
