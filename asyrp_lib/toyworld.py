@@ -20,10 +20,13 @@ Attributes (``ATTRIBUTES``):
                         ``aspect`` of the head, ``eye_gap``); not an attribute to edit
 ======================  ==========================================================================
 
+The attribute definitions (``ATTRIBUTES``, ``CATEGORICAL``, ``SMILE_THRESHOLD``, ``SMILE_LABELS``,
+``smile_label``) live in ``asyrp_lib.toyattributes`` and are re-exported here.
+
 Contents: ``sample_attributes(n, seed)``, ``render(attrs, size=64)``, ``caption(attrs, rng=None)``,
 ``ToyFaces`` (a torch ``Dataset``), ``gaussian_blur`` (for stand-ins of blurry P_t previews), ``data_dir()``,
-and ``Oracle`` (defined in ``asyrp_lib.oracle``, trained by ``scripts/train_oracle.py``). The toy CLIP
-(``data/toy_clip``, trained by ``scripts/train_toy_clip.py``) reads the same captions.
+and ``Oracle`` / ``OracleNet`` (re-exported from ``asyrp_lib.oracle``, trained by ``scripts/train_oracle.py``).
+The toy CLIP (``data/toy_clip``, trained by ``scripts/train_toy_clip.py``) reads the same captions.
 
 Rendering is signed-distance rasterisation in torch: every shape is a distance field, and a pixel's
 coverage is its distance to the edge measured in pixels, clamped to [0, 1] (smooth, anti-aliased
@@ -42,21 +45,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ._utils import data_dir  # noqa: F401  (re-exported: where the toy weights live)
-
-ATTRIBUTES: dict[str, tuple] = {
-    "smile": (-1.0, 1.0),
-    "eyes": ("open", "closed"),
-    "glasses": ("no", "yes"),
-    "hair": ("none", "short", "long"),
-    "hair_color": ("black", "brown", "blond", "red"),
-    "skin": ("light", "medium", "dark"),
-    "background": ("blue", "green", "gray", "purple"),
-}
-"""Attribute name -> allowed values; for ``smile`` the (min, max) of its continuous range."""
-
-CATEGORICAL = tuple(k for k in ATTRIBUTES if k != "smile")
-SMILE_THRESHOLD = 0.33
-SMILE_LABELS = ("frowning", "neutral", "smiling")
+from .oracle import Oracle, OracleNet  # noqa: F401  (re-exported: the ruler of the toy world)
+from .toyattributes import ATTRIBUTES, CATEGORICAL, SMILE_LABELS, SMILE_THRESHOLD, smile_label  # noqa: F401
 
 SKIN_RGB = {"light": (0.98, 0.85, 0.72), "medium": (0.84, 0.63, 0.45), "dark": (0.55, 0.37, 0.26)}
 HAIR_RGB = {"black": (0.09, 0.08, 0.08), "brown": (0.38, 0.21, 0.09), "blond": (0.96, 0.83, 0.36),
@@ -71,15 +61,6 @@ _LENS_RGB = (0.80, 0.92, 1.00)
 
 JITTER_RANGES = {"dx": (-0.06, 0.06), "dy": (-0.05, 0.05), "scale": (0.92, 1.06), "aspect": (0.92, 1.08),
                  "eye_gap": (0.92, 1.08)}
-
-
-def smile_label(smile: float) -> str:
-    """The 3-way label of a smile value: "frowning" (< -0.33), "neutral", or "smiling" (> 0.33)."""
-    if smile > SMILE_THRESHOLD:
-        return "smiling"
-    if smile < -SMILE_THRESHOLD:
-        return "frowning"
-    return "neutral"
 
 
 def sample_attributes(n: int, seed: int = 0) -> list[dict]:
@@ -396,10 +377,3 @@ def gaussian_blur(images: torch.Tensor, sigma) -> torch.Tensor:
     x = torch.nn.functional.conv2d(x, k[:, None, None, :], groups=n * c)
     x = torch.nn.functional.conv2d(x, k[:, None, :, None], groups=n * c)
     return x.reshape(n, c, h, w)
-
-
-def __getattr__(name):  # the oracle lives in its own module; import it on first use
-    if name in ("Oracle", "OracleNet"):
-        from . import oracle
-        return getattr(oracle, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

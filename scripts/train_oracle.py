@@ -25,9 +25,82 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from asyrp_lib import toyworld as tw  # noqa: E402
-from asyrp_lib.oracle import CONFIG_FILE, WEIGHTS_FILE, Oracle, OracleNet, augment_light, corrupt  # noqa: E402
+from asyrp_lib.oracle import CONFIG_FILE, WEIGHTS_FILE, Oracle, OracleNet  # noqa: E402
 
 EVAL_SEED = 900_001  # never used for training (training seeds are seed * 1_000_003 + step)
+
+
+# ----------------------------------------------------------------------------------------------
+# Negatives for the face head
+
+CORRUPTIONS = ("noise", "smooth_noise", "noised", "mush", "scramble", "blend", "channels", "half")
+
+
+def corrupt(images: torch.Tensor, generator: torch.Generator, kinds=CORRUPTIONS) -> torch.Tensor:
+    """Turn each face into a non-face, choosing one of ``kinds`` at random per image."""
+    n, c, h, w = images.shape
+    g = generator
+    choice = torch.randint(len(kinds), (n,), generator=g)
+    out = images.clone()
+    for j, kind in enumerate(kinds):
+        idx = (choice == j).nonzero().flatten()
+        if idx.numel() == 0:
+            continue
+        x = images[idx]
+        m = idx.numel()
+        if kind == "noise":
+            x = torch.randn(x.shape, generator=g) * (0.3 + 0.7 * torch.rand(m, 1, 1, 1, generator=g))
+        elif kind == "smooth_noise":
+            cells = int(torch.randint(2, 17, (1,), generator=g))
+            x = torch.randn(m, c, cells, cells, generator=g) * 0.7
+            x = F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False)
+        elif kind == "noised":  # x_t with alpha in [0.03, 0.35]: the face is mostly gone
+            a = (0.03 + 0.32 * torch.rand(m, 1, 1, 1, generator=g))
+            x = a.sqrt() * x + (1 - a).sqrt() * torch.randn(x.shape, generator=g)
+        elif kind == "mush":
+            x = tw.gaussian_blur(x, 3.5 + 4.0 * torch.rand(m, generator=g))
+        elif kind == "scramble":
+            p = int((4, 8, 16)[int(torch.randint(3, (1,), generator=g))])
+            k = h // p
+            x = x.reshape(m, c, k, p, k, p).permute(0, 2, 4, 1, 3, 5).reshape(m, k * k, c, p, p)
+            x = x[:, torch.randperm(k * k, generator=g)]
+            x = x.reshape(m, k, k, c, p, p).permute(0, 3, 1, 4, 2, 5).reshape(m, c, h, w)
+        elif kind == "blend":
+            lam = 0.35 + 0.3 * torch.rand(m, 1, 1, 1, generator=g)
+            shift = (int(torch.randint(-12, 13, (1,), generator=g)), int(torch.randint(-12, 13, (1,), generator=g)))
+            other = torch.roll(x.flip(0), shifts=shift, dims=(2, 3))
+            x = lam * x + (1 - lam) * other
+        elif kind == "channels":
+            r = int(torch.randint(3, (1,), generator=g))
+            if r == 0:
+                x = -x  # negative image
+            elif r == 1:
+                x = x[:, torch.tensor([2, 0, 1])]
+                x = x.clone()
+                x[:, int(torch.randint(3, (1,), generator=g))] = torch.rand(1, generator=g) * 2 - 1
+            else:
+                x = x.clone()
+                x[:, int(torch.randint(3, (1,), generator=g))] *= -1
+        elif kind == "half":  # half the image replaced by noise or by another face's half
+            x = x.clone()
+            other = torch.randn(x.shape, generator=g) * 0.6 if torch.rand(1, generator=g) < 0.5 else x.flip(0)
+            if torch.rand(1, generator=g) < 0.5:
+                x[:, :, h // 2:] = other[:, :, :h - h // 2]
+            else:
+                x[:, :, :, w // 2:] = torch.roll(other, w // 4, dims=3)[:, :, :, w // 2:]
+        out[idx] = x.clamp(-1, 1)
+    return out
+
+
+def augment_light(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Small imperfections a good generated face may have: slight blur, noise, contrast and colour shifts."""
+    g = generator
+    n = images.shape[0]
+    sigma = torch.where(torch.rand(n, generator=g) < 0.5, 0.9 * torch.rand(n, generator=g), torch.zeros(n))
+    x = tw.gaussian_blur(images, sigma)
+    x = x + torch.randn(x.shape, generator=g) * (0.06 * torch.rand(n, 1, 1, 1, generator=g))
+    x = x * (1 + 0.08 * (torch.rand(n, 1, 1, 1, generator=g) - 0.5)) + 0.06 * (torch.rand(n, 3, 1, 1, generator=g) - 0.5)
+    return x.clamp(-1, 1)
 
 
 def labels(attrs: list[dict]) -> dict[str, torch.Tensor]:

@@ -1,6 +1,9 @@
 """The toy face world: renderer, captions, dataset, and the shipped oracle and toy CLIP."""
 import random
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -134,6 +137,28 @@ def test_gaussian_blur():
 
 # ----------------------------------------------------------------------------------------------
 # the shipped oracle
+
+_IMPORT_CHECKS = {  # what must hold right after importing each module first
+    "asyrp_lib.oracle": "assert 'asyrp_lib.toyworld' not in sys.modules, 'oracle imports toyworld'",
+    "asyrp_lib.toyworld": "assert not {'diffusers', 'transformers'} & set(sys.modules), 'toyworld is slow to import'",
+}
+
+
+@pytest.mark.parametrize("first", sorted(_IMPORT_CHECKS))
+def test_toyworld_and_oracle_import_without_a_cycle(first):
+    """Either module imports first in a fresh interpreter; ``toyworld.Oracle`` is the oracle's own class."""
+    code = "\n".join([
+        "import importlib, sys",
+        f"importlib.import_module({first!r})",
+        _IMPORT_CHECKS[first],
+        "from asyrp_lib import oracle, toyworld",
+        "assert toyworld.Oracle is oracle.Oracle and toyworld.OracleNet is oracle.OracleNet",
+        "assert not hasattr(toyworld, '__getattr__')",
+    ])
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=root)
+    assert out.returncode == 0, out.stderr
+
 
 @pytest.fixture(scope="module")
 def oracle():
