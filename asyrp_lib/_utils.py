@@ -1,4 +1,8 @@
-"""Small shared helpers: input checks at the library's boundary and progress bars."""
+"""Small shared helpers: the one validator of each kind of input at the library's boundary, progress bars.
+
+Every module checks timesteps, prompts, devices and numeric settings with these functions, so a bad value
+gets the same clear message wherever it enters.
+"""
 from __future__ import annotations
 
 import os
@@ -54,3 +58,64 @@ def add_shift(base: torch.Tensor, shift: torch.Tensor, name: str) -> torch.Tenso
     if out.shape != base.shape:
         raise fail()
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Validators: one for each kind of input
+# --------------------------------------------------------------------------------------------
+def check_timestep(value, name: str, num_train_timesteps: int) -> int:
+    """An integer timestep in [0, T-1] (T: the schedule's ``num_train_timesteps``), or a ``ValueError`` naming ``name``."""
+    T = int(num_train_timesteps)
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point():
+        value = int(value)
+    ok = not isinstance(value, bool) and (isinstance(value, int) or (isinstance(value, float) and value.is_integer()))
+    if not ok or not 0 <= int(value) <= T - 1:
+        raise ValueError(f"{name}: expected an integer timestep in [0, {T - 1}], got {value!r}")
+    return int(value)
+
+
+def check_prompt(text, name: str) -> str:
+    """A non-empty prompt string, or a ``ValueError`` naming ``name``."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"{name}: expected a non-empty prompt such as 'face' or 'smiling face', got {text!r}")
+    return text
+
+
+def check_prompt_pair(source, target, names: tuple[str, str] = ("source", "target")) -> tuple[str, str]:
+    """Two non-empty, different prompts (compared without case and surrounding spaces)."""
+    check_prompt(source, names[0])
+    check_prompt(target, names[1])
+    if source.strip().lower() == target.strip().lower():
+        raise ValueError(f"{names[0]}, {names[1]}: the prompts are identical ({source!r}); the edit direction is "
+                         "undefined — give two different descriptions")
+    return source, target
+
+
+def check_int(value, name: str, minimum: int = 1) -> int:
+    """An integer ≥ ``minimum`` (not a bool), or a ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer ≥ {minimum}"
+        raise ValueError(f"{name}: expected {what}, got {value!r}")
+    return value
+
+
+def check_number(value, name: str, *, positive: bool = False) -> float:
+    """A finite number ≥ 0 (> 0 with ``positive``), or a ``ValueError`` naming ``name``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value \
+        and abs(value) != float("inf") and (value > 0 if positive else value >= 0)
+    if not ok:
+        raise ValueError(f"{name}: expected a finite number {'> 0' if positive else '≥ 0'}, got {value!r}")
+    return float(value)
+
+
+def resolve_device(device=None) -> torch.device:
+    """``None`` → CUDA if available, else CPU; strings like ``"cuda"``/``"cpu"`` are checked."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device: expected 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' was asked for but no CUDA GPU is available here; use device='cpu'")
+    return dev

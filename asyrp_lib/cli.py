@@ -1,4 +1,5 @@
-"""The ``asyrp`` command line (also ``python -m asyrp_lib``): ``sample``, ``train``, ``edit``, ``intervals``.
+"""The ``asyrp`` command line (also ``python -m asyrp_lib``): ``sample``, ``train``, ``edit``, ``intervals``,
+``demo`` and ``evaluate``.
 
 Every subcommand takes ``--profile`` (default ``toy``), ``--device`` and ``--help``; bad input ends with a
 one-line error and exit code 2, a diverged training run with exit code 1.
@@ -31,12 +32,13 @@ def _positive_int(value: str) -> int:
 
 
 def _timestep(value: str) -> int:
+    """A non-negative integer; its upper bound (the schedule's T - 1) is checked once the model is loaded."""
     try:
         v = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer timestep in [0, 999], got {value!r}") from None
-    if not 0 <= v <= 999:
-        raise argparse.ArgumentTypeError(f"expected an integer timestep in [0, 999], got {value!r}")
+        raise argparse.ArgumentTypeError(f"expected an integer timestep, got {value!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer timestep ≥ 0, got {value!r}")
     return v
 
 
@@ -55,7 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
                                      "diffusion models (Asyrp): the asyrp-course command line.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    for add in (_add_sample, _add_train, _add_edit, _add_intervals, _add_demo, _add_evaluate):
+        add(sub)
+    return parser
 
+
+def _add_sample(sub) -> None:
     p = sub.add_parser("sample", help="DDIM samples from the profile's diffusion model, as a PNG grid")
     _common(p)
     p.add_argument("--output", default="samples.png", help="PNG file to write (default: samples.png)")
@@ -65,10 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_sample)
 
+
+def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a direction f_t for a (source, target) text pair",
                        description="Train f_t(h_t, t) → Δh_t so that editing moves images from the source text "
                                    "towards the target text (directional CLIP loss + L1). Writes a checkpoint "
-                                   "folder after every epoch; --resume continues an interrupted run.")
+                                   "folder as it goes (every --save-every seconds and after every epoch); "
+                                   "--resume continues an interrupted run from the last one.")
     _common(p)
     p.add_argument("--source", default=None, help='what the images show now, e.g. "face" (required unless --resume)')
     p.add_argument("--target", default=None, help='what the edit should make of them, e.g. "smiling face"')
@@ -85,9 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--t-boost", type=_timestep, default=None, help="quality boosting below T_BOOST (default: from "
                    "the LPIPS curve)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-every", type=float, default=60.0, metavar="SECONDS",
+                   help="checkpoint at least this often during an epoch (default 60; 0: only after each epoch)")
+    p.add_argument("--l1-target", choices=("unedited", "current"), default="unedited",
+                   help="what the L1 term compares P_t^edit with: P_t of the unedited trajectory (default, as the "
+                        "reference implementation) or P_t at the edited latent")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
+    p.add_argument("--attribute", default=None, help="toy world: the attribute this direction should change "
+                   "(e.g. smile), recorded in the checkpoint for asyrp evaluate")
+    p.add_argument("--value", default=None, help="toy world: the value it should reach (e.g. smiling)")
     p.set_defaults(func=_cmd_train)
 
+
+def _add_edit(sub) -> None:
     p = sub.add_parser("edit", help="edit images with one or more trained directions",
                        description="Invert each input image, edit it with the asymmetric reverse process (eq. 6) "
                                    "and write one edited PNG per input, with the same file name.")
@@ -106,10 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write a grid: inputs / reconstructions / edits")
     p.set_defaults(func=_cmd_edit)
 
+
+def _add_intervals(sub) -> None:
     p = sub.add_parser("intervals", help="compute t_edit and t_boost from the LPIPS curves; save the curves",
-                       description="ξ_t = LPIPS(x, P_t) and λ_t = LPIPS(x, x_t) over t on a few images; t_edit is "
-                                   "where ξ_t reaches its threshold (scaled by the prompts' text cosine), t_boost "
-                                   "where λ_t reaches its threshold.")
+                       description="LPIPS(x, P_t) and λ_t = LPIPS(x, x_t) over t on a few images; t_edit is "
+                                   "where LPIPS(x, P_t) reaches its threshold (scaled by the prompts' text cosine), "
+                                   "t_boost where λ_t reaches its threshold.")
     _common(p)
     p.add_argument("--source", required=True)
     p.add_argument("--target", required=True)
@@ -117,13 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-images", type=_positive_int, default=8, help="images to sample (default 8)")
     p.add_argument("--steps", type=_positive_int, default=None, help="DDIM steps for sampling images")
     p.add_argument("--points", type=_positive_int, default=50, help="timesteps on each curve (default 50)")
-    p.add_argument("--edit-lpips", type=_positive_float, default=None, help="ξ threshold (default: the profile's)")
+    p.add_argument("--edit-lpips", type=_positive_float, default=None, help="threshold on LPIPS(x, P_t) (default: the profile's)")
     p.add_argument("--boost-lpips", type=_positive_float, default=None, help="λ threshold (default: the profile's)")
     p.add_argument("--output", default="intervals", help="file prefix for PREFIX.json and PREFIX.png "
                    "(default: intervals)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_intervals)
 
+
+def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="the main job: edit a few toy faces with the shipped directions; "
                        "writes a before/after grid",
                        description="Render toy faces, invert them once, edit them with each shipped direction "
@@ -138,20 +162,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive_int, default=None, help="DDIM steps (default: the directions')")
     p.set_defaults(func=_cmd_demo)
 
+
+def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="toy world: measure one direction with the oracle; prints JSON",
                        description="Edit held-out toy faces that do not yet show the target, then measure with "
                                    "the toy-world oracle: edit success, the share of faces whose other "
                                    "attributes are all kept, LPIPS to the source, directional CLIP similarity.")
     _common(p)
     p.add_argument("--direction", required=True, metavar="DIR_OR_NAME[:STRENGTH]")
-    p.add_argument("--attribute", required=True, help="the toy attribute the direction should change, e.g. smile")
-    p.add_argument("--value", required=True, help="the value it should reach, e.g. smiling, yes, closed, red")
+    p.add_argument("--attribute", default=None, help="the toy attribute the direction should change, e.g. smile "
+                   "(default: the one recorded in the direction, as for the shipped ones)")
+    p.add_argument("--value", default=None, help="the value it should reach, e.g. smiling, yes, closed, red "
+                   "(default: the direction's)")
     p.add_argument("--n", type=_positive_int, default=32, help="number of held-out faces (default 32)")
     p.add_argument("--seed", type=int, default=None, help="first toy-world seed (default: the held-out range)")
     p.add_argument("--steps", type=_positive_int, default=None, help="DDIM steps (default: the direction's)")
     p.add_argument("--output", default=None, metavar="FILE.json", help="also write the metrics here")
     p.set_defaults(func=_cmd_evaluate)
-    return parser
 
 
 def _log(msg: str) -> None:
@@ -159,12 +186,9 @@ def _log(msg: str) -> None:
 
 
 def _check_prompts(source, target) -> None:
-    for name, v in (("--source", source), ("--target", target)):
-        if v is None or not v.strip():
-            raise ValueError(f"{name}: expected a non-empty prompt, e.g. --source \"face\" --target \"smiling face\"")
-    if source.strip().lower() == target.strip().lower():
-        raise ValueError(f"--source, --target: the prompts are identical ({source!r}); give two different "
-                         "descriptions")
+    from ._utils import check_prompt_pair
+
+    check_prompt_pair(source, target, names=("--source", "--target"))
 
 
 def _cmd_train(args) -> int:
@@ -178,13 +202,15 @@ def _cmd_train(args) -> int:
     _log(str(prof))
     cfg = TrainConfig(source=args.source or "", target=args.target or "",
                       n_steps=args.steps or prof.default_steps, t_edit=args.t_edit, t_boost=args.t_boost,
-                      epochs=args.epochs, batch_size=args.batch_size, n_images=args.n_images, seed=args.seed)
+                      epochs=args.epochs, batch_size=args.batch_size, n_images=args.n_images, seed=args.seed,
+                      save_every_seconds=args.save_every, l1_target=args.l1_target)
     if args.lr is not None:
         cfg.lr = args.lr
     if not resuming:
         cfg.validate()
     start = time.perf_counter()
-    res = train_direction(prof, cfg, args.output, images=args.images, resume=args.resume)
+    extra = {k: v for k, v in (("attribute", args.attribute), ("value", args.value)) if v is not None}
+    res = train_direction(prof, cfg, args.output, images=args.images, resume=args.resume, metadata=extra)
     last = res.history[-1] if res.history else {}
     _log(f"wrote {res.output} ({res.steps} steps, t_edit={res.t_edit}, t_boost={res.t_boost}, "
          f"last loss {last.get('loss', float('nan')):.4f}, {time.perf_counter() - start:.1f} s)")
@@ -266,7 +292,8 @@ def _cmd_edit(args) -> int:
 def _cmd_intervals(args) -> int:
     from .images import load_images
     from .profiles import load_profile
-    from .train import find_intervals, sample_training_images
+    from .intervals import find_intervals
+    from .train import sample_training_images
 
     _check_prompts(args.source, args.target)
     prof = load_profile(args.profile, device=args.device)
@@ -283,7 +310,7 @@ def _cmd_intervals(args) -> int:
     res.save(prefix.with_name(prefix.name + ".json"), prefix.with_name(prefix.name + ".png"))
     print(f"t_edit = {res.t_edit}")
     print(f"t_boost = {res.t_boost}")
-    _log(f"{'(cached) ' if res.cached else ''}ξ threshold {res.edit_threshold:.3f}, λ threshold "
+    _log(f"{'(cached) ' if res.cached else ''}LPIPS(x, P_t) threshold {res.edit_threshold:.3f}, λ threshold "
          f"{res.boost_threshold:.3f}, {res.n_images} images; wrote {prefix}.json and {prefix}.png")
     return 0
 
@@ -325,6 +352,23 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _target_of(args, meta: dict) -> tuple[str, str]:
+    """(attribute, value) to evaluate: the arguments, else those recorded in the direction's checkpoint."""
+    from . import toyworld
+
+    attribute = args.attribute or meta.get("attribute")
+    value = args.value or meta.get("value")
+    if attribute is None or value is None:
+        raise ValueError("--attribute, --value: this direction does not record which toy attribute it changes "
+                         "(shipped directions do); give them, e.g. --attribute smile --value smiling")
+    if attribute not in toyworld.ATTRIBUTES:
+        raise ValueError(f"--attribute: expected one of {', '.join(toyworld.ATTRIBUTES)}, got {attribute!r}")
+    allowed = toyworld.SMILE_LABELS if attribute == "smile" else toyworld.ATTRIBUTES[attribute]
+    if value not in allowed:
+        raise ValueError(f"--value: expected one of {', '.join(allowed)} for {attribute}, got {value!r}")
+    return attribute, value
+
+
 def _cmd_evaluate(args) -> int:
     import json
 
@@ -332,20 +376,17 @@ def _cmd_evaluate(args) -> int:
 
     from . import evaluate, toyworld
     from .clip import DirectionalCLIPLoss
+    from .delta_net import DeltaNet
 
-    if args.attribute not in toyworld.ATTRIBUTES:
-        raise ValueError(f"--attribute: expected one of {', '.join(toyworld.ATTRIBUTES)}, got {args.attribute!r}")
-    allowed = toyworld.SMILE_LABELS if args.attribute == "smile" else toyworld.ATTRIBUTES[args.attribute]
-    if args.value not in allowed:
-        raise ValueError(f"--value: expected one of {', '.join(allowed)} for {args.attribute}, got {args.value!r}")
     if args.output is not None and Path(args.output).suffix.lower() != ".json":
         raise ValueError(f"--output: expected a .json file name, got {args.output!r}")
     path, strength = parse_direction(args.direction)
+    attribute, value = _target_of(args, DeltaNet.read_metadata(path))
     prof, editor, size, steps, (meta,) = _editor_for(args, [(path, strength)])
     if prof.name != "toy":
         _log(f"note: the oracle reads toy faces; with the {prof.name!r} profile the numbers mean little")
     seed = evaluate.HELDOUT_SEED if args.seed is None else args.seed
-    src = evaluate.source_faces(args.attribute, args.value, args.n, seed=seed, size=size)
+    src = evaluate.source_faces(attribute, value, args.n, seed=seed, size=size)
     start = time.perf_counter()
     res = editor.edit(src.images, [(str(path), strength)], generator=torch.Generator().manual_seed(0),
                       reconstruct=False)
@@ -353,11 +394,11 @@ def _cmd_evaluate(args) -> int:
     clip_loss = None
     if meta.get("source") and meta.get("target"):
         clip_loss = DirectionalCLIPLoss(prof.clip, meta["source"], meta["target"])
-    metrics = evaluate.edit_metrics(src.images.to(res.edited.device), res.edited, attribute=args.attribute,
-                                    target_value=args.value, oracle=toyworld.Oracle.load(device=prof.device),
+    metrics = evaluate.edit_metrics(src.images.to(res.edited.device), res.edited, attribute=attribute,
+                                    target_value=value, oracle=toyworld.Oracle.load(device=prof.device),
                                     lpips=prof.lpips, clip_loss=clip_loss)
-    report = {"direction": str(path), "strength": strength, "profile": prof.name, "attribute": args.attribute,
-              "value": args.value, "first_seed": seed, "steps": steps, "t_edit": res.t_edit,
+    report = {"direction": str(path), "strength": strength, "profile": prof.name, "attribute": attribute,
+              "value": value, "first_seed": seed, "steps": steps, "t_edit": res.t_edit,
               "t_boost": res.t_boost, "edit_seconds": round(seconds, 2), **metrics}
     text = json.dumps(report, indent=1, default=float)
     print(text)
@@ -388,7 +429,7 @@ def _cmd_sample(args) -> int:
     g = torch.Generator().manual_seed(args.seed)
     x_T = torch.randn(args.n, 3, prof.image_size, prof.image_size, generator=g)
     start = time.perf_counter()
-    x0 = ddim.sample(prof.unet, x_T, ddim.timesteps(steps), prof.schedule, eta=args.eta,
+    x0 = ddim.sample(prof.unet, x_T, ddim.timesteps(steps, prof.schedule.num_train_timesteps), prof.schedule, eta=args.eta,
                      generator=torch.Generator().manual_seed(args.seed + 1))
     save_grid(x0, out, ncol=min(args.n, 8), scale=max(1, 128 // prof.image_size))
     print(f"wrote {out} ({args.n} samples, {steps} DDIM steps, η={args.eta}, "

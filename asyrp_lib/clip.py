@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._utils import check_prompt, check_prompt_pair
 from .hub import hub_error, hub_reachable
 
 __all__ = [
@@ -75,16 +76,12 @@ def _features(out) -> torch.Tensor:
 
 
 def _check_prompts(texts, name: str = "texts") -> list[str]:
+    """A non-empty list of prompts (one string is a list of one), each checked by ``check_prompt``."""
     if isinstance(texts, str):
         texts = [texts]
     if not isinstance(texts, (list, tuple)) or not texts:
         raise ValueError(f"{name} must be a non-empty list of strings, got {texts!r}")
-    for t in texts:
-        if not isinstance(t, str):
-            raise ValueError(f"{name} must contain strings, got {type(t).__name__}: {t!r}")
-        if not t.strip():
-            raise ValueError(f"{name} contains an empty prompt; give a description such as 'a smiling face'")
-    return list(texts)
+    return [check_prompt(t, f"{name}[{i}]" if len(texts) > 1 else name) for i, t in enumerate(texts)]
 
 
 class CLIPEncoder(nn.Module):
@@ -318,11 +315,7 @@ class DirectionalCLIPLoss(nn.Module):
     def __init__(self, encoder: CLIPEncoder, source: str, target: str,
                  templates: Sequence[str] | None = DEFAULT_TEMPLATES, form: str = "cosine"):
         super().__init__()
-        _check_prompts([source], "source")
-        _check_prompts([target], "target")
-        if source.strip().lower() == target.strip().lower():
-            raise ValueError(f"source and target prompts are identical ({source!r}): the edit direction is "
-                             "undefined; give two different descriptions")
+        check_prompt_pair(source, target)
         if form not in ("cosine", "log"):
             raise ValueError(f"form must be 'cosine' or 'log', got {form!r}")
         templates = list(templates) if templates else ["{}"]

@@ -52,6 +52,7 @@ __all__ = [
     "ddim_step",
     "timesteps",
     "previous_timesteps",
+    "check_timesteps",
     "model_eps",
     "gaussian_eps",
     "sample_steps",
@@ -218,7 +219,8 @@ def previous_timesteps(ts: Sequence[int]) -> list[int]:
     return ts[1:] + [-1]
 
 
-def _check_timesteps(ts: Sequence[int], schedule: Schedule) -> list[int]:
+def check_timesteps(ts: Sequence[int], schedule: Schedule) -> list[int]:
+    """A strictly descending sequence of integer timesteps in [0, T-1] (T: the schedule's), as a list."""
     try:
         ts = [int(t) for t in ts]
     except (TypeError, ValueError):
@@ -288,7 +290,7 @@ def sample_steps(
     """
     clip = schedule.clip_sample if clip_sample is None else bool(clip_sample)
     check_images(x_T, "x_T", value_range=None)
-    ts = _check_timesteps(timesteps, schedule)
+    ts = check_timesteps(timesteps, schedule)
     device, dtype = _model_device_dtype(unet)
     x = x_T.to(device=device, dtype=dtype)
     with torch.no_grad():
@@ -338,7 +340,7 @@ def invert(
     (at t_prev = -1 the model is asked at t = 0). ``sample(invert(x_0))`` ≈ x_0 when steps are small.
     """
     check_images(x_0, "x_0")
-    ts = _check_timesteps(timesteps, schedule)
+    ts = check_timesteps(timesteps, schedule)
     device, dtype = _model_device_dtype(unet)
     x = x_0.to(device=device, dtype=dtype)
     pairs = list(zip(reversed(previous_timesteps(ts)), reversed(ts)))  # (-1 → 0), (0 → r), …

@@ -13,13 +13,15 @@ and the asymmetric step (eq. 4/5) puts the edit in the *predicted x0* term only:
 The *symmetric* step feeds the edited ε to both terms; its changes in P_t and D_t largely cancel
 (see :mod:`asyrp_lib.naive`). Here Δh is a single tensor of h's shape shared by all images and all
 steps of the editing interval [T, t_edit] (or one tensor per step, ``per_timestep=True``), optimised
-with the loss of the reference implementation, per step t ≥ t_edit and batched over images:
+per step t ≥ t_edit and batched over images with the loss every edit of the library uses
+(:mod:`asyrp_lib.loss`):
 
-    L_t = L_direction(P_t^edit, x_0)  +  λ_L1 · |P_t^edit - P_t|_1          (eq. 3 plus an L1 term)
+    L_t = λ_clip · L_direction(P_t^edit, x_0)  +  λ_L1 · w_text · |P_t^edit - P_t^source|_1
 
-where P_t^edit = P_t(ε^θ(x_t | Δh)), P_t = P_t(ε^θ(x_t)) (both from ONE encoder pass,
+where P_t^edit = P_t(ε^θ(x_t | Δh)) (ε with and without the edit from ONE encoder pass,
 :meth:`asyrp_lib.hspace.HSpaceUNet.eps`), x_0 the source image, and x_T its deterministic inversion
-(η = 0), computed once. The optimiser steps after every timestep; x_t follows the edited trajectory.
+(η = 0), computed once. The optimiser steps after every timestep; x_t follows the edited trajectory
+(:func:`asyrp_lib.process.reverse_process`, the one implementation of eq. 6).
 
 =========================  ===========================  =========================================
 name here                  symbol                       where
@@ -30,21 +32,22 @@ name here                  symbol                       where
 ``lambda_l1``              λ_L1                         reference implementation's L1 weight
 =========================  ===========================  =========================================
 
-The loop itself (:func:`optimise_edit`, :func:`run_edit`) takes any "ε pair" function
-``(x_t, t, i) -> (ε_edit, ε)``, so the ε-shift of :mod:`asyrp_lib.naive` reuses it.
+:func:`optimise_edit` optimises the parameters of any edit of :mod:`asyrp_lib.process` (a Δh here, the Δε
+of :mod:`asyrp_lib.naive` there) with that loss.
 """
 from __future__ import annotations
 
-import numbers
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 
 from . import ddim
-from ._utils import check_images, progress_bar
+from ._utils import check_images, check_int, check_number, check_timestep, progress_bar
 from .hspace import h_shape
+from .loss import AsyrpLoss, loss_step, resolve_loss
+from .process import DeltaH, reverse_process, run_process
 
 __all__ = [
     "DeltaHResult",
@@ -54,10 +57,11 @@ __all__ = [
     "edit_timesteps",
     "make_clip_loss",
     "optimise_edit",
-    "run_edit",
+    "schedule_steps",
+    "as_model_input",
+    "prepare_edit",
+    "EditProblem",
 ]
-
-EpsPair = Callable[[torch.Tensor, int, int], tuple]
 
 
 # --------------------------------------------------------------------------------------------
@@ -76,7 +80,7 @@ class DeltaHResult:
     asymmetric: bool
     losses: list[float]  # mean total loss per epoch
     clip_losses: list[float]  # mean directional loss (eq. 3) per epoch
-    l1_losses: list[float]  # mean L1(P_t^edit, P_t) per epoch
+    l1_losses: list[float]  # mean L1(P_t^edit, P_t^source) per epoch
     seconds: float  # wall time of the whole call (inversion, optimisation, final edit)
     optimise_seconds: float = 0.0  # of which the optimisation loop
 
@@ -100,13 +104,7 @@ class EditOutput:
 # --------------------------------------------------------------------------------------------
 def edit_timesteps(timesteps: Sequence[int], t_edit: int, num_train_timesteps: int = 1000) -> list[int]:
     """The steps of a descending schedule where the edit acts: t ≥ t_edit. Raises if there are none."""
-    if isinstance(t_edit, torch.Tensor) and t_edit.numel() == 1 and not t_edit.is_floating_point():
-        t_edit = int(t_edit)
-    if isinstance(t_edit, bool) or not isinstance(t_edit, numbers.Integral):
-        raise ValueError(f"t_edit: expected an integer timestep in [0, {num_train_timesteps - 1}], got {t_edit!r}")
-    t_edit = int(t_edit)
-    if not 0 <= t_edit < num_train_timesteps:
-        raise ValueError(f"t_edit: expected an integer timestep in [0, {num_train_timesteps - 1}], got {t_edit}")
+    t_edit = check_timestep(t_edit, "t_edit", num_train_timesteps)
     ts = [t for t in timesteps if t >= t_edit]
     if not ts:
         raise ValueError(f"t_edit: {t_edit} is above every sampling timestep (the first is {max(timesteps)}), "
@@ -114,15 +112,17 @@ def edit_timesteps(timesteps: Sequence[int], t_edit: int, num_train_timesteps: i
     return ts
 
 
-def _schedule_steps(profile, n_steps) -> list[int]:
+def schedule_steps(profile, n_steps) -> list[int]:
+    """The DDIM timesteps for ``n_steps`` steps (default: the profile's), on the profile's schedule."""
     n = profile.default_steps if n_steps is None else n_steps
     T = profile.schedule.num_train_timesteps
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 1 <= n <= T:
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= T:
         raise ValueError(f"n_steps: expected an integer in [1, {T}] (DDIM steps), got {n_steps!r}")
     return ddim.timesteps(int(n), T)
 
 
-def _images(profile, x, name: str, value_range=(-1.0, 1.0)) -> torch.Tensor:
+def as_model_input(profile, x, name: str, value_range=(-1.0, 1.0)) -> torch.Tensor:
+    """``x`` checked (N ≥ 1 images of 3 channels) and moved to the U-Net's device and dtype."""
     check_images(x, name, value_range=value_range, channels=3)
     if x.shape[0] == 0:
         raise ValueError(f"{name}: expected at least one image, got shape {tuple(x.shape)}")
@@ -142,105 +142,63 @@ def make_clip_loss(profile, source: str, target: str, clip_loss=None):
     return DirectionalCLIPLoss(profile.clip, source, target)
 
 
-def _check_hparams(**kw) -> None:
-    for name, (value, kind) in kw.items():
-        if kind == "pos_int":
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-        elif kind == "pos":
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-                raise ValueError(f"{name}: expected a positive number, got {value!r}")
-        elif kind == "nonneg":
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
-                raise ValueError(f"{name}: expected a number ≥ 0, got {value!r}")
-
-
 # --------------------------------------------------------------------------------------------
-# The shared loop: optimise an edit of ε on [T, t_edit], and run the edited reverse process
+# Optimising an edit with the Asyrp loss
 # --------------------------------------------------------------------------------------------
-def _step(x, eps_edit, eps, a_t, a_prev, asymmetric: bool) -> torch.Tensor:
-    """Eq. 4 (asymmetric: ε_edit in P_t, ε in D_t) or the symmetric step (ε_edit in both)."""
-    return ddim.ddim_step(x, eps_edit, a_t, a_prev, eps_direction=eps if asymmetric else None).x_prev
+@dataclass
+class EditProblem:
+    """What an optimised edit starts from, checked: the images, the loss and the schedule."""
+
+    x0: torch.Tensor  # on the model's device and dtype
+    clip_loss: object  # DirectionalCLIPLoss
+    loss: AsyrpLoss
+    timesteps: list[int]
+    edit_timesteps: list[int]
 
 
-def optimise_edit(profile, x0: torch.Tensor, x_T: torch.Tensor, eps_pair: EpsPair, params: Sequence[torch.Tensor], *,
-                  clip_loss, timesteps: Sequence[int], t_edit: int, epochs: int, lr: float, lambda_l1: float,
+def prepare_edit(profile, x0, source: str, target: str, *, t_edit: int, n_steps, epochs: int, lr: float,
+                 lambda_l1, loss, batch_size, clip_loss) -> EditProblem:
+    """Check the arguments shared by every optimised edit (global Δh, Δε) and build its loss and schedule."""
+    check_int(epochs, "epochs")
+    check_number(lr, "lr", positive=True)
+    if batch_size is not None:
+        check_int(batch_size, "batch_size")
+    ts = schedule_steps(profile, n_steps)
+    return EditProblem(x0=as_model_input(profile, x0, "x0"), clip_loss=make_clip_loss(profile, source, target, clip_loss),
+                       loss=resolve_loss(loss, lambda_l1), timesteps=ts,
+                       edit_timesteps=edit_timesteps(ts, t_edit, profile.schedule.num_train_timesteps))
+
+
+def optimise_edit(profile, x0: torch.Tensor, x_T: torch.Tensor, edit, params: Sequence[torch.Tensor], *, clip_loss,
+                  timesteps: Sequence[int], t_edit: int, epochs: int, lr: float, loss: AsyrpLoss | None = None,
                   asymmetric: bool = True, batch_size: int | None = None, progress: bool = True,
                   desc: str = "optimising the edit") -> dict:
-    """Optimise ``params`` so that P_t(ε_edit) moves along the text direction, for every step t ≥ t_edit.
-
-    ``eps_pair(x_t, t, i)`` → ``(ε_edit, ε)`` (``i``: index of the edit step) must depend on ``params``.
-    Per step and batch: L_t = L_direction(P_t^edit, x0) + λ_L1 · mean|P_t^edit - P_t|, then one Adam step;
-    x_t advances with the (detached) edited step, asymmetric or symmetric. Returns per-epoch mean losses.
-    """
-    ts = list(timesteps)
-    ets = edit_timesteps(ts, t_edit, profile.schedule.num_train_timesteps)
-    pairs = list(zip(ets, ddim.previous_timesteps(ts)[: len(ets)]))
+    """Optimise ``params`` (those of ``edit``, an edit of :mod:`asyrp_lib.process`) with the loss of
+    :mod:`asyrp_lib.loss`, one Adam step per batch and edit step; returns the per-epoch mean losses."""
+    loss = loss if loss is not None else AsyrpLoss()
     opt = torch.optim.Adam(list(params), lr=lr)
     n = x0.shape[0]
     bs = n if batch_size is None else int(batch_size)
     with torch.no_grad():
         src_embeds = torch.cat([clip_loss.encoder.encode_image(x0[i:i + bs]) for i in range(0, n, bs)])
     hist = {"losses": [], "clip_losses": [], "l1_losses": []}
-    bar = progress_bar(range(epochs), enabled=progress, desc=desc)
-    for _ in bar:
-        tot = {"losses": 0.0, "clip_losses": 0.0, "l1_losses": 0.0}
-        count = 0
-        for start in range(0, n, bs):
-            x = x_T[start:start + bs]
-            for i, (t, t_prev) in enumerate(pairs):
-                a_t = profile.schedule.alpha(t).to(x.device)
-                a_prev = profile.schedule.alpha(t_prev).to(x.device)
-                eps_edit, eps = eps_pair(x, t, i)
-                eps = eps.detach()
-                p_edit = ddim.predicted_x0(x, eps_edit, a_t)
-                p_orig = ddim.predicted_x0(x, eps, a_t)
-                l_clip = clip_loss(p_edit, source_embeds=src_embeds[start:start + bs]).mean()
-                l_l1 = (p_edit - p_orig).abs().mean()
-                loss = l_clip + lambda_l1 * l_l1
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"the loss became {loss.item()} at t={t}; lower lr (now {lr})")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                with torch.no_grad():
-                    x = _step(x, eps_edit.detach(), eps, a_t, a_prev, asymmetric)
-                w = x.shape[0]
-                tot["losses"] += loss.item() * w
-                tot["clip_losses"] += l_clip.item() * w
-                tot["l1_losses"] += l_l1.item() * w
-                count += w
-        for k in hist:
-            hist[k].append(tot[k] / count)
+    for _ in (bar := progress_bar(range(epochs), enabled=progress, desc=desc)):
+        sums, count = {"loss": 0.0, "clip": 0.0, "l1": 0.0}, 0
+        for b in range(0, n, bs):
+            for step in reverse_process(profile.hspace, x_T[b:b + bs], timesteps, profile.schedule, edit=edit,
+                                        t_edit=t_edit, asymmetric=asymmetric, grad=True, until_edit_done=True,
+                                        reconstruct=loss.needs_reconstruction):
+                if step.phase == "done":
+                    break
+                values = loss_step(step, loss, clip_loss, src_embeds[b:b + bs], opt, params, where=f"t = {step.t}")
+                for k in sums:
+                    sums[k] += values[k] * step.n
+                count += step.n
+        for key, k in (("losses", "loss"), ("clip_losses", "clip"), ("l1_losses", "l1")):
+            hist[key].append(sums[k] / count)
         if progress and hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{hist['losses'][-1]:.4f}")
     return hist
-
-
-@torch.no_grad()
-def run_edit(profile, x_T: torch.Tensor, eps_pair: EpsPair, *, timesteps: Sequence[int], t_edit: int,
-             asymmetric: bool = True, progress: bool = True, keep_previews: bool = False,
-             desc: str = "editing") -> tuple[torch.Tensor, list]:
-    """The reverse process from x_T with the edit for t ≥ t_edit (eq. 4 or symmetric), plain DDIM after (η = 0).
-
-    Returns (x_0, the P_t^edit previews of the edit steps if ``keep_previews``).
-    """
-    ts = list(timesteps)
-    ets = edit_timesteps(ts, t_edit, profile.schedule.num_train_timesteps)
-    x = x_T
-    previews = []
-    for i, (t, t_prev) in enumerate(progress_bar(list(zip(ts, ddim.previous_timesteps(ts))), enabled=progress,
-                                                 desc=desc)):
-        a_t = profile.schedule.alpha(t).to(x.device)
-        a_prev = profile.schedule.alpha(t_prev).to(x.device)
-        if i < len(ets):
-            eps_edit, eps = eps_pair(x, t, i)
-            if keep_previews:
-                previews.append(ddim.predicted_x0(x, eps_edit, a_t).cpu())
-            x = _step(x, eps_edit, eps, a_t, a_prev, asymmetric)
-        else:
-            x = ddim.ddim_step(x, ddim.model_eps(profile.unet, x, t), a_t, a_prev).x_prev
-    return x, previews
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,17 +218,6 @@ def _check_delta_h(delta_h, profile, image_size: int, n_edit: int) -> torch.Tens
     return delta_h
 
 
-def _delta_h_pair(profile, delta_h: torch.Tensor, strength: float = 1.0) -> EpsPair:
-    """ε pair from the shared-encoder pass: (ε(x_t | h + c·Δh_i), ε(x_t)); Δh rows broadcast over images."""
-    hs = profile.hspace
-
-    def pair(x, t, i):
-        dh = delta_h[i if delta_h.shape[0] > 1 else 0].unsqueeze(0)
-        return hs.eps(x, t, strength * dh)
-
-    return pair
-
-
 def optimize_global_delta_h(
     profile,
     x0: torch.Tensor,
@@ -281,7 +228,8 @@ def optimize_global_delta_h(
     n_steps: int | None = None,
     epochs: int = 10,
     lr: float = 0.05,
-    lambda_l1: float = 3.0,
+    lambda_l1: float | None = None,
+    loss: AsyrpLoss | None = None,
     per_timestep: bool = False,
     asymmetric: bool = True,
     batch_size: int | None = None,
@@ -293,30 +241,27 @@ def optimize_global_delta_h(
     ``profile``: a :class:`asyrp_lib.profiles.Profile` (``unet``, ``schedule``, ``hspace``, ``clip``);
     ``x0``: source images (N, 3, H, W) in [-1, 1]; ``t_edit``: the edit acts for t ≥ t_edit (eq. 6);
     ``n_steps``: DDIM steps (default: the profile's); ``epochs``: passes over the images and the edit steps,
-    with one Adam step (``lr``) per batch and timestep; ``lambda_l1``: weight of L1(P_t^edit, P_t);
+    with one Adam step (``lr``) per batch and timestep; ``loss``: the settings of the loss
+    (:class:`asyrp_lib.loss.AsyrpLoss`, default: its defaults), ``lambda_l1`` overriding its λ_L1;
     ``asymmetric``: train along the asymmetric (eq. 4/5) or the symmetric trajectory; ``clip_loss``: a
     ready :class:`asyrp_lib.clip.DirectionalCLIPLoss` (default: built from the prompts).
     """
     t0 = time.perf_counter()
-    _check_hparams(epochs=(epochs, "pos_int"), lr=(lr, "pos"), lambda_l1=(lambda_l1, "nonneg"))
-    if batch_size is not None:
-        _check_hparams(batch_size=(batch_size, "pos_int"))
-    x0 = _images(profile, x0, "x0")
-    loss_fn = make_clip_loss(profile, source, target, clip_loss)
-    ts = _schedule_steps(profile, n_steps)
-    ets = edit_timesteps(ts, t_edit, profile.schedule.num_train_timesteps)
+    pb = prepare_edit(profile, x0, source, target, t_edit=t_edit, n_steps=n_steps, epochs=epochs, lr=lr,
+                      lambda_l1=lambda_l1, loss=loss, batch_size=batch_size, clip_loss=clip_loss)
+    x0, ts, ets = pb.x0, pb.timesteps, pb.edit_timesteps
     shape = h_shape(profile.unet, x0.shape[-1])
     delta_h = torch.zeros((len(ets) if per_timestep else 1, *shape), device=x0.device, dtype=x0.dtype,
                           requires_grad=True)
     x_T = ddim.invert(profile.unet, x0, ts, profile.schedule, progress=progress)
     t1 = time.perf_counter()
-    hist = optimise_edit(profile, x0, x_T, _delta_h_pair(profile, delta_h), [delta_h], clip_loss=loss_fn,
-                         timesteps=ts, t_edit=t_edit, epochs=epochs, lr=lr, lambda_l1=lambda_l1,
-                         asymmetric=asymmetric, batch_size=batch_size, progress=progress, desc="optimising Δh")
+    hist = optimise_edit(profile, x0, x_T, DeltaH(delta_h), [delta_h], clip_loss=pb.clip_loss, timesteps=ts,
+                         t_edit=t_edit, epochs=epochs, lr=lr, loss=pb.loss, asymmetric=asymmetric,
+                         batch_size=batch_size, progress=progress, desc="optimising Δh")
     t2 = time.perf_counter()
     dh = delta_h.detach()
-    images, _ = run_edit(profile, x_T, _delta_h_pair(profile, dh), timesteps=ts, t_edit=t_edit,
-                         asymmetric=asymmetric, progress=progress)
+    images, _, _ = run_process(profile.hspace, x_T, ts, profile.schedule, edit=DeltaH(dh), t_edit=t_edit,
+                               asymmetric=asymmetric, progress=progress, desc="editing")
     return DeltaHResult(delta_h=dh if per_timestep else dh[0], images=images, x_T=x_T, timesteps=ts,
                         edit_timesteps=ets, t_edit=int(t_edit), asymmetric=asymmetric, seconds=time.perf_counter() - t0,
                         optimise_seconds=t2 - t1, **hist)
@@ -342,14 +287,15 @@ def apply_delta_h(
     ``delta_h``: h's shape, or one row per edit step. A zero Δh reproduces ``ddim.sample``.
     """
     t0 = time.perf_counter()
-    x_T = _images(profile, x_T, "x_T", value_range=None)
+    x_T = as_model_input(profile, x_T, "x_T", value_range=None)
     if not isinstance(strength, (int, float)) or isinstance(strength, bool) or not torch.isfinite(
             torch.tensor(float(strength))):
         raise ValueError(f"strength: expected a finite number (negative reverses the edit), got {strength!r}")
-    ts = _schedule_steps(profile, n_steps)
+    ts = schedule_steps(profile, n_steps)
     ets = edit_timesteps(ts, t_edit, profile.schedule.num_train_timesteps)
     dh = _check_delta_h(delta_h, profile, x_T.shape[-1], len(ets)).to(device=x_T.device, dtype=x_T.dtype)
-    images, previews = run_edit(profile, x_T, _delta_h_pair(profile, dh, float(strength)), timesteps=ts,
-                                t_edit=t_edit, asymmetric=asymmetric, progress=progress, keep_previews=keep_previews)
+    images, _, previews = run_process(profile.hspace, x_T, ts, profile.schedule, edit=DeltaH(dh, float(strength)),
+                                      t_edit=t_edit, asymmetric=asymmetric, keep_previews=keep_previews,
+                                      progress=progress, desc="editing")
     return EditOutput(images=images, x_T=x_T, timesteps=ts, edit_timesteps=ets, t_edit=int(t_edit),
-                      asymmetric=asymmetric, seconds=time.perf_counter() - t0, pred_x0=previews)
+                      asymmetric=asymmetric, seconds=time.perf_counter() - t0, pred_x0=[p for _, p in previews])

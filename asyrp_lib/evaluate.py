@@ -305,7 +305,7 @@ def compare_methods(
     dev = profile.device
     x_train, x_test = train.images.to(dev), test.images.to(dev)
     n_test = x_test.shape[0]
-    ts = editing._schedule_steps(profile, n_steps)
+    ts = editing.schedule_steps(profile, n_steps)
 
     def measure(name, edited, images=x_test, **timing):
         m = edit_metrics(images, edited, attribute=attribute, target_value=target_value, oracle=oracle, lpips=lpips,

@@ -11,7 +11,8 @@ every skip connection stays as it was (course eq. 5). ``HSpaceUNet`` exposes the
 - ``decode(encoded, h=None)`` → ε; ``h`` may hold k·N rows (k versions of h for the same inputs); a model
   trained to predict v (:mod:`asyrp_lib.unets`) has its output turned into ε here, as its forward does;
 - ``eps(x_t, t, delta_h=None)`` → ε, or the pair ``(eps_edited, eps)`` from ONE encoder pass and ONE
-  decoder pass over the batch ``[h + Δh ; h]``.
+  decoder pass over the batch ``[h + Δh ; h]`` (Δh a tensor, or a function of h such as f_t; optionally
+  only the first rows edited, as when a reconstruction runs in the same batch).
 """
 from __future__ import annotations
 
@@ -96,23 +97,29 @@ class HSpaceUNet(nn.Module):
         h = u.mid_block(sample, emb)
         return Encoded(h=h, emb=emb, skips=skips, timesteps=tt, x_t=x_t)
 
-    def decode(self, encoded: Encoded, h: torch.Tensor | None = None) -> torch.Tensor:
+    def decode(self, encoded: Encoded, h: torch.Tensor | None = None, rows: torch.Tensor | None = None) -> torch.Tensor:
         """Decoder: ε from h (default ``encoded.h``) and the encoder's skip connections.
 
-        ``h`` may stack k versions of h for the same N inputs (k·N rows, version-major); the skip
-        connections and time embedding are repeated k times, so k decoders run as one batch.
+        ``h`` may hold several versions of h for the same inputs: with ``rows`` (the index of the input each row
+        of ``h`` belongs to) any selection, or, without it, k·N rows (k versions of all N inputs, version-major).
+        The skip connections and time embedding follow the rows, so all versions decode as one batch.
         """
         u = self.unet
         n = encoded.h.shape[0]
         if h is None:
             h = encoded.h
-        if h.dim() != 4 or h.shape[1:] != encoded.h.shape[1:] or h.shape[0] % n:
-            raise ValueError(f"h: expected shape (k·{n}, {', '.join(map(str, encoded.h.shape[1:]))}), "
-                             f"got {tuple(h.shape)}")
-        k = h.shape[0] // n
-        rep = (lambda z: z.repeat(k, *([1] * (z.dim() - 1)))) if k > 1 else (lambda z: z)
-        emb, tt = rep(encoded.emb), rep(encoded.timesteps)
-        skips = tuple(rep(s) for s in encoded.skips)
+        if rows is None:
+            if h.dim() != 4 or h.shape[1:] != encoded.h.shape[1:] or h.shape[0] % n:
+                raise ValueError(f"h: expected shape (k·{n}, {', '.join(map(str, encoded.h.shape[1:]))}), "
+                                 f"got {tuple(h.shape)}")
+            rows = torch.arange(n, device=h.device).repeat(h.shape[0] // n)
+        elif h.dim() != 4 or h.shape[1:] != encoded.h.shape[1:] or rows.shape != (h.shape[0],):
+            raise ValueError(f"h, rows: expected h of shape (M, {', '.join(map(str, encoded.h.shape[1:]))}) and "
+                             f"rows of shape (M,), got {tuple(h.shape)} and {tuple(rows.shape)}")
+        pick = (lambda z: z) if rows.numel() == n and bool((rows == torch.arange(n, device=rows.device)).all()) \
+            else (lambda z: z[rows.to(z.device)])
+        emb, tt = pick(encoded.emb), pick(encoded.timesteps)
+        skips = tuple(pick(s) for s in encoded.skips)
         sample = h
         skip_sample = None
         for block in u.up_blocks:
@@ -130,19 +137,29 @@ class HSpaceUNet(nn.Module):
         if hasattr(u, "output_to_eps"):  # a model trained to predict v (asyrp_lib.unets): return ε
             if encoded.x_t is None:
                 raise ValueError("encoded: this model predicts v, so decode needs encoded.x_t (use encode())")
-            sample = u.output_to_eps(sample, rep(encoded.x_t), tt)
+            sample = u.output_to_eps(sample, pick(encoded.x_t), tt)
         return sample
 
     # -- ε with and without an edit --------------------------------------------------------
-    def eps(self, x_t: torch.Tensor, t, delta_h: torch.Tensor | None = None):
-        """ε^θ(x_t, t); with ``delta_h`` the pair ``(ε(x_t | h + Δh), ε(x_t))`` from one shared encoder pass."""
+    def eps(self, x_t: torch.Tensor, t, delta_h=None, *, edit_rows: int | None = None):
+        """ε^θ(x_t, t); with ``delta_h`` the pair ``(ε(x_t | h + Δh), ε(x_t))`` from one shared encoder pass.
+
+        ``delta_h``: a tensor broadcastable to h of the edited rows, or a callable ``(h, t) -> Δh`` given those
+        rows' h (f_t, a sum of directions, …). ``edit_rows``: only the first ``edit_rows`` inputs get an edited
+        version (default: all); ε is returned for every input. One decoder pass runs over ``[h + Δh ; h]``.
+        """
         enc = self.encode(x_t, t)
         if delta_h is None:
             return self.decode(enc)
         h = enc.h
-        h_edit = add_shift(h, delta_h, "delta_h")
-        both = self.decode(enc, torch.cat([h_edit, h]))
-        return both[: h.shape[0]], both[h.shape[0]:]
+        m = h.shape[0] if edit_rows is None else int(edit_rows)
+        if not 0 < m <= h.shape[0]:
+            raise ValueError(f"edit_rows: expected an integer in [1, {h.shape[0]}], got {edit_rows!r}")
+        shift = delta_h(h[:m], enc.timesteps[:m]) if callable(delta_h) else delta_h
+        h_edit = add_shift(h[:m], shift, "delta_h")
+        rows = torch.cat([torch.arange(m), torch.arange(h.shape[0])]).to(h.device)
+        both = self.decode(enc, torch.cat([h_edit, h]), rows=rows)
+        return both[:m], both[m:]
 
     def forward(self, x_t: torch.Tensor, t) -> torch.Tensor:
         return self.decode(self.encode(x_t, t))

@@ -2,18 +2,24 @@ r"""The editing interval and the quality-boosting interval (Asyrp §3.3–3.4; t
 
 Two LPIPS curves over the timesteps t, averaged over a set of images x_0:
 
-    ξ_t = LPIPS(x_0, P_t)   editing strength: how much of the image is still undecided at t
+    LPIPS(x_0, P_t)         how far the model's prediction of x_0 at t is from x_0: how much is still undecided
     λ_t = LPIPS(x_0, x_t)   quality deficiency: how much noise x_t still carries
+
+The slides define the editing strength as ξ_t = LPIPS(x_0, P_T) − LPIPS(x_0, P_t); the reference
+implementation, and this library, threshold LPIPS(x_0, P_t) itself, which needs no P_T (for a fixed set of
+images the two differ by the constant LPIPS(x_0, P_T)).
 
 with x_t drawn from the forward process q(x_t | x_0),  x_t = sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) ε,  ε ~ N(0, I)
 (one ε per image, shared by all t, so the curves are smooth in t), and P_t = (x_t - sqrt(1 - ᾱ_t) ε_θ(x_t, t)) / sqrt(ᾱ_t)
 the model's predicted x_0 (:func:`asyrp_lib.ddim.predicted_x0`). As in the reference implementation the images
 go to LPIPS unclamped.
 
-The editing interval is [t_edit, T], where ξ_{t_edit} = 0.33 (:func:`select_t_edit`); the quality boosting
-(stochastic, η = 1) interval is [0, t_boost], where λ_{t_boost} = 1.2 (:func:`select_t_boost`). Both select the
-first timestep, counting up from t = 0, at which the mean curve reaches the threshold.
-:func:`edit_threshold` is the reference implementation's prompt-dependent threshold 0.33 · cos(E_T(source), E_T(target)).
+The editing interval is [t_edit, T], where LPIPS(x_0, P_{t_edit}) = 0.33 (:func:`select_t_edit`); quality
+boosting (stochastic, η = 1) acts on the steps with t < t_boost, where λ_{t_boost} = LPIPS(x_0, x_{t_boost}) = 1.2
+(:func:`select_t_boost`). Both select the first timestep, counting up from t = 0, at which the mean curve reaches
+the threshold. :func:`edit_threshold` is the reference implementation's prompt-dependent threshold
+0.33 · cos(E_T(source), E_T(target)). :func:`find_intervals` does all of it for a profile and a prompt pair,
+cached on disk, and returns :class:`Intervals`.
 
 (The reference implementation measures the same curves along a deterministic DDIM inversion trajectory instead of
 the forward process; for a well-trained model the two agree closely, and the forward process needs no inversion.)
@@ -21,7 +27,11 @@ the forward process; for a well-trained model the two agree closely, and the for
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -29,9 +39,10 @@ import torch
 
 from . import ddim
 from ._utils import check_images, progress_bar
+from .cache import cache_dir as _cache_root, image_hash, model_key
 
 __all__ = ["IntervalCurve", "lpips_x_pt", "lpips_x_xt", "select_t_edit", "select_t_boost", "edit_threshold",
-           "forward_diffuse"]
+           "forward_diffuse", "Intervals", "find_intervals"]
 
 
 @dataclass
@@ -111,7 +122,7 @@ def _curve(x0, schedule, lpips, timesteps, seed, progress, label, unet=None) -> 
 
 def lpips_x_pt(unet, x0: torch.Tensor, schedule: ddim.Schedule, lpips, timesteps=None, *, seed: int = 0,
                progress: bool = True) -> IntervalCurve:
-    """ξ_t = LPIPS(x_0, P_t) for each timestep and image.
+    """LPIPS(x_0, P_t) for each timestep and image (the curve that selects t_edit).
 
     ``unet``: a ``diffusers.UNet2DModel`` (or anything :func:`asyrp_lib.ddim.model_eps` accepts);
     ``x0``: images ``(N, 3, H, W)`` in [-1, 1]; ``lpips``: from :func:`asyrp_lib.perceptual.load_lpips`;
@@ -157,7 +168,7 @@ def _first_reaching(timesteps, values, threshold: float, name: str) -> int:
 
 
 def select_t_edit(timesteps: Sequence[int], lpips_x_pt, threshold: float = 0.33) -> int:
-    """t_edit: the first timestep (counting up from 0) where the mean ξ_t = LPIPS(x, P_t) reaches ``threshold``.
+    """t_edit: the first timestep (counting up from 0) where the mean LPIPS(x, P_t) reaches ``threshold``.
 
     ``lpips_x_pt``: values ``(T,)`` or ``(T, N)`` (averaged over the N images) for ``timesteps`` in any order.
     Editing happens on [t_edit, T]. Raises ``ValueError`` (stating the maximum reached) if the curve never gets there.
@@ -168,16 +179,17 @@ def select_t_edit(timesteps: Sequence[int], lpips_x_pt, threshold: float = 0.33)
 def select_t_boost(timesteps: Sequence[int], lpips_x_xt, threshold: float = 1.2) -> int:
     """t_boost: the first timestep (counting up from 0) where the mean λ_t = LPIPS(x, x_t) reaches ``threshold``.
 
-    Quality boosting (stochastic steps, η = 1) runs on [0, t_boost]. Same conventions as :func:`select_t_edit`.
+    Quality boosting (stochastic steps, η = 1) acts on the steps with t < t_boost. Same conventions as
+    :func:`select_t_edit`.
     """
     return _first_reaching(timesteps, lpips_x_xt, threshold, "lpips_x_xt")
 
 
 def edit_threshold(text_cosine: float, base: float = 0.33) -> float:
-    """The reference implementation's prompt-dependent ξ threshold: ``base · cos(E_T(source), E_T(target))``.
+    """The reference implementation's prompt-dependent threshold on LPIPS(x, P_t): ``base · cos(E_T(source), E_T(target))``.
 
     ``text_cosine`` is the cosine similarity of the source and target text embeddings
-    (e.g. ``DirectionalCLIPLoss.text_cosine``), in (0, 1]. Since ξ_t grows with t, a more different target
+    (e.g. ``DirectionalCLIPLoss.text_cosine``), in (0, 1]. Since LPIPS(x, P_t) grows with t, a more different target
     text (smaller cosine) gives a lower threshold, hence a smaller t_edit and a longer editing interval
     [t_edit, T]; two nearly identical prompts keep the full ``base``.
     """
@@ -187,3 +199,126 @@ def edit_threshold(text_cosine: float, base: float = 0.33) -> float:
     if not base > 0:
         raise ValueError(f"base must be positive, got {base}")
     return float(base) * min(c, 1.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# t_edit and t_boost for a profile, cached
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class Intervals:
+    """t_edit and t_boost with the curves they came from."""
+
+    t_edit: int
+    t_boost: int
+    timesteps: list  # ascending
+    lpips_x_pt: list  # mean LPIPS(x, P_t) per timestep
+    lpips_x_xt: list  # mean λ_t = LPIPS(x, x_t) per timestep
+    edit_threshold: float
+    boost_threshold: float
+    text_cosine: float | None = None
+    model_id: str = ""
+    source: str | None = None
+    target: str | None = None
+    n_images: int = 0
+    cached: bool = False
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d.pop("cached")
+        return d
+
+    def plot(self, ax=None):
+        """ξ_t and λ_t against t with the thresholds and the chosen t_edit / t_boost; returns the figure."""
+        import matplotlib.pyplot as plt
+
+        fig = None
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(5.5, 3.2))
+        ts = self.timesteps
+        ax.plot(ts, self.lpips_x_pt, label="LPIPS(x, P_t)", color="C0")
+        ax.plot(ts, self.lpips_x_xt, label="λ_t = LPIPS(x, x_t)", color="C1")
+        ax.axhline(self.edit_threshold, color="C0", ls=":", lw=1)
+        ax.axhline(self.boost_threshold, color="C1", ls=":", lw=1)
+        ax.axvline(self.t_edit, color="C0", ls="--", lw=1, label=f"t_edit = {self.t_edit}")
+        ax.axvline(self.t_boost, color="C1", ls="--", lw=1, label=f"t_boost = {self.t_boost}")
+        ax.set_xlabel("t")
+        ax.set_ylabel("LPIPS")
+        ax.legend(fontsize=7)
+        return fig or ax.figure
+
+    def save(self, json_path, png_path=None) -> None:
+        json_path = Path(json_path)
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(self.to_json(), indent=2))
+        if png_path is not None:
+            import matplotlib
+
+            matplotlib.use("Agg", force=False)
+            import matplotlib.pyplot as plt
+
+            fig = self.plot()
+            fig.tight_layout()
+            fig.savefig(png_path, dpi=120)
+            plt.close(fig)
+
+
+def find_intervals(profile, images: torch.Tensor, source: str | None = None, target: str | None = None, *,
+                   edit_lpips: float | None = None, boost_lpips: float | None = None, points: int = 50,
+                   scale_by_text: bool = True, cache_dir=None, use_cache: bool = True, seed: int = 0,
+                   t_edit: int | None = None, progress: bool = True) -> Intervals:
+    """t_edit and t_boost for ``images`` on the profile's model, cached on disk.
+
+    t_edit: where the mean LPIPS(x, P_t) first reaches ``edit_lpips`` (default the profile's, 0.33),
+    multiplied by cos(E_T(source), E_T(target)) when both prompts are given and ``scale_by_text``
+    (the reference implementation's prompt-dependent threshold, :func:`edit_threshold`), unless ``t_edit`` is
+    given; t_boost: where the mean λ_t = LPIPS(x, x_t) first reaches ``boost_lpips`` (default the profile's,
+    1.2), lowered to t_edit if it comes out above (boosting happens after editing; said on stderr).
+    The cache key is the model, the prompts, the thresholds, the timesteps and the images' content.
+    """
+    check_images(images, "images", channels=3)
+    edit_base = float(edit_lpips if edit_lpips is not None else getattr(profile, "edit_lpips", 0.33))
+    boost = float(boost_lpips if boost_lpips is not None else getattr(profile, "boost_lpips", 1.2))
+    if (source is None) != (target is None):
+        raise ValueError("source, target: give both prompts or neither")
+    cosine = None
+    if source is not None and scale_by_text:
+        from .clip import DirectionalCLIPLoss
+
+        cosine = DirectionalCLIPLoss(profile.clip, source, target).text_cosine
+    threshold = edit_threshold(cosine, edit_base) if cosine is not None else edit_base
+    mkey = model_key(profile.model_id, profile.unet)
+    h = hashlib.sha256(json.dumps([mkey, source, target, threshold, boost, points, seed,
+                                   [image_hash(x) for x in images]]).encode()).hexdigest()[:40]
+    path = Path(cache_dir or _cache_root("intervals")) / f"{h}.json"
+    if use_cache and path.is_file():
+        try:
+            found = Intervals(**json.loads(path.read_text()))
+            found.cached = True
+            return _with_t_edit(found, t_edit)
+        except (TypeError, ValueError):
+            pass  # an unreadable cache entry: compute again
+    x0 = images.to(profile.device)
+    curve_pt = lpips_x_pt(profile.unet, x0, profile.schedule, profile.lpips, points, seed=seed, progress=progress)
+    curve_xt = lpips_x_xt(x0, profile.schedule, profile.lpips, points, seed=seed, progress=progress)
+    result = Intervals(
+        t_edit=select_t_edit(curve_pt.timesteps, curve_pt.values, threshold),
+        t_boost=select_t_boost(curve_xt.timesteps, curve_xt.values, boost),
+        timesteps=list(curve_pt.timesteps), lpips_x_pt=[round(float(v), 6) for v in curve_pt.mean],
+        lpips_x_xt=[round(float(v), 6) for v in curve_xt.mean], edit_threshold=threshold, boost_threshold=boost,
+        text_cosine=cosine, model_id=profile.model_id, source=source, target=target, n_images=int(images.shape[0]))
+    if use_cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result.to_json(), indent=2))
+    return _with_t_edit(result, t_edit)
+
+
+def _with_t_edit(found: Intervals, t_edit: int | None) -> Intervals:
+    """``found`` with t_edit replaced when given, and t_boost lowered to t_edit when above it (the one clamp)."""
+    if t_edit is not None:
+        found.t_edit = int(t_edit)
+    if found.t_boost > found.t_edit:
+        print(f"[asyrp_lib.intervals] t_boost ({found.t_boost}) is above t_edit ({found.t_edit}); using t_boost = "
+              f"t_edit", file=sys.stderr)
+        found.t_boost = found.t_edit
+    return found

@@ -17,7 +17,8 @@ semantic axes, and the edited images drift or distort.
 The two have opposite signs and nearly equal sizes — the changes cancel like destructive
 interference (:func:`interference`, :func:`interference_coefficients`). Asyrp's answer is to edit
 P_t only (eq. 4, :mod:`asyrp_lib.editing`). Here Δε is learned: one tensor of image shape shared by
-all images and all steps t ≥ t_edit, optimised with the same loss on P_t as the global Δh.
+all images and all steps t ≥ t_edit, optimised with the same loss on P_t as the global Δh and f_t
+(:mod:`asyrp_lib.loss`), through the same reverse process (:mod:`asyrp_lib.process`).
 
 =========================  ======================  ============================================
 name here                  symbol                  where
@@ -38,9 +39,11 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from . import ddim
-from ._utils import add_shift, progress_bar
-from .editing import (EditOutput, _check_hparams, _images, _schedule_steps, edit_timesteps, make_clip_loss,
-                      optimise_edit, run_edit)
+from ._utils import add_shift, check_int, check_number, progress_bar
+from .editing import (EditOutput, as_model_input, edit_timesteps, make_clip_loss, optimise_edit, prepare_edit,
+                      schedule_steps)
+from .loss import AsyrpLoss
+from .process import EpsShift, run_process
 
 __all__ = [
     "XTResult",
@@ -117,12 +120,14 @@ def optimize_xT(
     ``profile``: anything with ``unet``, ``schedule``, ``clip`` (and ``lpips`` when ``lambda_lpips`` > 0).
     """
     t0 = time.perf_counter()
-    _check_hparams(iters=(iters, "pos_int"), lr=(lr, "pos"),
-                   lambda_l1=(lambda_l1, "nonneg"), lambda_lpips=(lambda_lpips, "nonneg"))
-    x0 = _images(profile, x0, "x0")
+    check_int(iters, "iters")
+    check_number(lr, "lr", positive=True)
+    check_number(lambda_l1, "lambda_l1")
+    check_number(lambda_lpips, "lambda_lpips")
+    x0 = as_model_input(profile, x0, "x0")
     loss_fn = make_clip_loss(profile, source, target, clip_loss)
     lpips = profile.lpips if lambda_lpips > 0 else None
-    ts = _schedule_steps(profile, n_steps)
+    ts = schedule_steps(profile, n_steps)
     x_T_init = ddim.invert(profile.unet, x0, ts, profile.schedule, progress=progress)
     with torch.no_grad():
         src_embeds = loss_fn.encoder.encode_image(x0)
@@ -173,15 +178,6 @@ class EpsShiftResult:
     optimise_seconds: float = 0.0
 
 
-def _delta_eps_pair(profile, delta_eps: torch.Tensor, strength: float = 1.0):
-    def pair(x, t, i):
-        with torch.no_grad():
-            eps = ddim.model_eps(profile.unet, x, t)
-        return eps + strength * delta_eps, eps
-
-    return pair
-
-
 def epsilon_shift_edit(
     profile,
     x0: torch.Tensor,
@@ -192,34 +188,30 @@ def epsilon_shift_edit(
     n_steps: int | None = None,
     epochs: int = 10,
     lr: float = 0.005,
-    lambda_l1: float = 3.0,
+    lambda_l1: float | None = None,
+    loss: AsyrpLoss | None = None,
     batch_size: int | None = None,
     clip_loss=None,
     progress: bool = True,
 ) -> EpsShiftResult:
-    """Learn one Δε with the loss of the global Δh (directional loss on P_t(ε + Δε) + λ_L1 · L1 to P_t(ε)),
-    along the symmetric trajectory, and edit ``x0`` with it in both P_t and D_t for t ≥ t_edit.
-
-    Arguments as :func:`asyrp_lib.editing.optimize_global_delta_h`.
+    """Learn one Δε with the loss of every edit (:mod:`asyrp_lib.loss`: directional loss on P_t(ε + Δε) plus
+    L1 to P_t^source), along the symmetric trajectory, and edit ``x0`` with it in both P_t and D_t for
+    t ≥ t_edit. Arguments as :func:`asyrp_lib.editing.optimize_global_delta_h`.
     """
     t0 = time.perf_counter()
-    _check_hparams(epochs=(epochs, "pos_int"), lr=(lr, "pos"), lambda_l1=(lambda_l1, "nonneg"))
-    if batch_size is not None:
-        _check_hparams(batch_size=(batch_size, "pos_int"))
-    x0 = _images(profile, x0, "x0")
-    loss_fn = make_clip_loss(profile, source, target, clip_loss)
-    ts = _schedule_steps(profile, n_steps)
-    ets = edit_timesteps(ts, t_edit, profile.schedule.num_train_timesteps)
+    pb = prepare_edit(profile, x0, source, target, t_edit=t_edit, n_steps=n_steps, epochs=epochs, lr=lr,
+                      lambda_l1=lambda_l1, loss=loss, batch_size=batch_size, clip_loss=clip_loss)
+    x0, ts, ets = pb.x0, pb.timesteps, pb.edit_timesteps
     delta_eps = torch.zeros((1, *x0.shape[1:]), device=x0.device, dtype=x0.dtype, requires_grad=True)
     x_T = ddim.invert(profile.unet, x0, ts, profile.schedule, progress=progress)
     t1 = time.perf_counter()
-    hist = optimise_edit(profile, x0, x_T, _delta_eps_pair(profile, delta_eps), [delta_eps], clip_loss=loss_fn,
-                         timesteps=ts, t_edit=t_edit, epochs=epochs, lr=lr, lambda_l1=lambda_l1, asymmetric=False,
-                         batch_size=batch_size, progress=progress, desc="optimising Δε")
+    hist = optimise_edit(profile, x0, x_T, EpsShift(delta_eps), [delta_eps], clip_loss=pb.clip_loss, timesteps=ts,
+                         t_edit=t_edit, epochs=epochs, lr=lr, loss=pb.loss, asymmetric=False, batch_size=batch_size,
+                         progress=progress, desc="optimising Δε")
     t2 = time.perf_counter()
     de = delta_eps.detach()
-    images, _ = run_edit(profile, x_T, _delta_eps_pair(profile, de), timesteps=ts, t_edit=t_edit, asymmetric=False,
-                         progress=progress)
+    images, _, _ = run_process(profile.hspace, x_T, ts, profile.schedule, edit=EpsShift(de), t_edit=t_edit,
+                               asymmetric=False, progress=progress, desc="editing")
     return EpsShiftResult(delta_eps=de[0], images=images, x_T=x_T, timesteps=ts, edit_timesteps=ets,
                           t_edit=int(t_edit), seconds=time.perf_counter() - t0, optimise_seconds=t2 - t1, **hist)
 
@@ -229,16 +221,16 @@ def apply_delta_eps(profile, x_T: torch.Tensor, delta_eps: torch.Tensor, *, t_ed
     """Run the reverse process from ``x_T`` with ε + strength·Δε for t ≥ t_edit: in both P_t and D_t
     (``symmetric``, the naive edit) or in P_t only; plain DDIM after."""
     t0 = time.perf_counter()
-    x_T = _images(profile, x_T, "x_T", value_range=None)
+    x_T = as_model_input(profile, x_T, "x_T", value_range=None)
     if not isinstance(delta_eps, torch.Tensor) or tuple(delta_eps.shape[-3:]) != tuple(x_T.shape[1:]) \
             or delta_eps.dim() not in (3, 4) or (delta_eps.dim() == 4 and delta_eps.shape[0] != 1):
         shape = tuple(delta_eps.shape) if isinstance(delta_eps, torch.Tensor) else type(delta_eps).__name__
         raise ValueError(f"delta_eps: expected shape {tuple(x_T.shape[1:])} (one image), got {shape}")
-    ts = _schedule_steps(profile, n_steps)
+    ts = schedule_steps(profile, n_steps)
     ets = edit_timesteps(ts, t_edit, profile.schedule.num_train_timesteps)
     de = delta_eps.reshape(1, *x_T.shape[1:]).to(device=x_T.device, dtype=x_T.dtype)
-    images, _ = run_edit(profile, x_T, _delta_eps_pair(profile, de, float(strength)), timesteps=ts, t_edit=t_edit,
-                         asymmetric=not symmetric, progress=progress)
+    images, _, _ = run_process(profile.hspace, x_T, ts, profile.schedule, edit=EpsShift(de, float(strength)),
+                               t_edit=t_edit, asymmetric=not symmetric, progress=progress, desc="editing")
     return EditOutput(images=images, x_T=x_T, timesteps=ts, edit_timesteps=ets, t_edit=int(t_edit),
                       asymmetric=not symmetric, seconds=time.perf_counter() - t0)
 
@@ -272,8 +264,7 @@ def interference(x_t: torch.Tensor, eps: torch.Tensor, delta_eps: torch.Tensor, 
     a_p = torch.as_tensor(alpha_prev, dtype=torch.float64)
     if a_t.numel() != 1 or a_p.numel() != 1:
         raise ValueError("alpha_t, alpha_prev: expected scalars (one step for the whole batch)")
-    root_p = ddim._as_factor(float(a_p), x_t).sqrt()
-    delta_p = root_p * (ddim.predicted_x0(x_t, eps_shift, float(a_t)) - ddim.predicted_x0(x_t, eps, float(a_t)))
+    delta_p = float(a_p.sqrt()) * (ddim.predicted_x0(x_t, eps_shift, float(a_t)) - ddim.predicted_x0(x_t, eps, float(a_t)))
     delta_d = ddim.direction_to_xt(eps_shift, float(a_p)) - ddim.direction_to_xt(eps, float(a_p))
     coef_p = float(-(a_p.sqrt() * (1 - a_t).sqrt() / a_t.sqrt()))
     coef_d = float((1 - a_p).sqrt())
@@ -283,7 +274,7 @@ def interference(x_t: torch.Tensor, eps: torch.Tensor, delta_eps: torch.Tensor, 
 def interference_coefficients(schedule: ddim.Schedule, timesteps: Sequence[int]) -> dict[str, list]:
     """Per step of a descending schedule: how much a unit Δε moves x_{t-1} through P_t (``coef_p`` < 0),
     through D_t (``coef_d`` > 0), and in total (``net`` = their sum, small: the two nearly cancel)."""
-    ts = ddim._check_timesteps(timesteps, schedule)
+    ts = ddim.check_timesteps(timesteps, schedule)
     out = {"t": ts, "coef_p": [], "coef_d": [], "net": []}
     for t, t_prev in zip(ts, ddim.previous_timesteps(ts)):
         a_t, a_p = schedule.alpha(t).double(), schedule.alpha(t_prev).double()

@@ -71,9 +71,10 @@ PIP_TIMEOUT_S = float(os.environ.get("ASYRP_PIP_TIMEOUT", "600"))
 
 
 def cache_dir() -> Path:
-    """The folder for converted weights: ``$ASYRP_CACHE/lpips`` or ``~/.cache/asyrp/lpips``."""
-    root = os.environ.get("ASYRP_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "asyrp")
-    return Path(root) / "lpips"
+    """The folder for converted weights: ``lpips/`` in the library's cache (:func:`asyrp_lib.cache.cache_dir`)."""
+    from .cache import cache_dir as root
+
+    return root("lpips")
 
 
 def _log(msg: str) -> None:

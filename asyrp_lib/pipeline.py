@@ -17,143 +17,35 @@ cached by image content (:class:`InversionCache`; in memory, and on disk when gi
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 
 from . import ddim
-from ._utils import check_images, progress_bar
+from ._utils import check_images, check_timestep
+from .cache import InversionCache, cache_dir, image_hash, model_key
 from .delta_net import DeltaNet
-from .hspace import Encoded, HSpaceUNet, h_shape as unet_h_shape
+from .hspace import HSpaceUNet, h_shape as unet_h_shape
+from .process import DeltaH, check_intervals, run_process
 
-__all__ = ["AsyrpEditor", "EditResult", "InversionCache", "MAX_STRENGTH", "image_hash", "model_key",
+__all__ = ["AsyrpEditor", "EditResult", "Direction", "InversionCache", "MAX_STRENGTH", "image_hash", "model_key",
            "default_cache_dir", "check_timestep", "check_intervals", "combine_delta_h", "as_direction"]
+
+#: The root of the library's on-disk caches (:func:`asyrp_lib.cache.cache_dir`).
+default_cache_dir = cache_dir
 
 #: The largest |strength| accepted for one direction (beyond it the edit leaves the image manifold).
 MAX_STRENGTH = 5.0
 
 
 # --------------------------------------------------------------------------------------------
-# Keys and caches
-# --------------------------------------------------------------------------------------------
-def default_cache_dir() -> Path:
-    """``$ASYRP_CACHE`` or ``~/.cache/asyrp``: the root of the course's on-disk caches."""
-    return Path(os.environ.get("ASYRP_CACHE") or Path.home() / ".cache" / "asyrp")
-
-
-def image_hash(image: torch.Tensor) -> str:
-    """SHA-256 of one image's shape and float32 values: the same picture gives the same key anywhere."""
-    x = image.detach().to("cpu", torch.float32).contiguous()
-    h = hashlib.sha256(str(tuple(x.shape)).encode())
-    h.update(x.numpy().tobytes())
-    return h.hexdigest()
-
-
-def model_key(model_id: str, unet: torch.nn.Module) -> str:
-    """``model_id`` plus a fingerprint of the U-Net's first and last weights (two models with the same name
-    but other weights get other keys)."""
-    h = hashlib.sha256(str(model_id).encode())
-    h.update(str(sum(p.numel() for p in unet.parameters())).encode())
-    for name in ("conv_in", "conv_out"):
-        w = getattr(unet, name).weight.detach().to("cpu", torch.float32).contiguous()
-        h.update(w.numpy().tobytes())
-    return f"{model_id}#{h.hexdigest()[:16]}"
-
-
-class InversionCache:
-    """x_T = invert(x_0) for each image, keyed by model, image content and DDIM timesteps.
-
-    Always cached in memory; also on disk (one safetensors file per image) when ``folder`` is given.
-    ``hits`` and ``misses`` count images served from the cache and inverted anew.
-    """
-
-    def __init__(self, folder=None):
-        self.folder = Path(folder) if folder is not None else None
-        self.memory: dict[str, torch.Tensor] = {}
-        self.hits = 0
-        self.misses = 0
-
-    @staticmethod
-    def key(model: str, image: torch.Tensor, timesteps: Sequence[int]) -> str:
-        h = hashlib.sha256(f"{model}|{','.join(map(str, timesteps))}|{image_hash(image)}".encode())
-        return h.hexdigest()[:40]
-
-    def _read(self, key: str):
-        if key in self.memory:
-            return self.memory[key]
-        if self.folder is not None:
-            path = self.folder / f"{key}.safetensors"
-            if path.is_file():
-                from safetensors.torch import load_file
-
-                try:
-                    x = load_file(str(path))["x_T"]
-                except Exception:  # a corrupt or partial file: invert again
-                    return None
-                self.memory[key] = x
-                return x
-        return None
-
-    def _write(self, key: str, x_T: torch.Tensor) -> None:
-        x_T = x_T.detach().to("cpu").contiguous()
-        self.memory[key] = x_T
-        if self.folder is not None:
-            from safetensors.torch import save_file
-
-            self.folder.mkdir(parents=True, exist_ok=True)
-            tmp = self.folder / f"{key}.safetensors.tmp"
-            save_file({"x_T": x_T}, str(tmp))
-            os.replace(tmp, self.folder / f"{key}.safetensors")
-
-    def invert(self, unet, images: torch.Tensor, timesteps: Sequence[int], schedule: ddim.Schedule, *,
-               model: str, progress: bool = True) -> torch.Tensor:
-        """x_T for each image (batched over the images not yet cached), on the images' device."""
-        keys = [self.key(model, img, timesteps) for img in images]
-        found = [self._read(k) for k in keys]
-        todo = [i for i, f in enumerate(found) if f is None]
-        self.hits += len(keys) - len(todo)
-        self.misses += len(todo)
-        if todo:
-            x_T = ddim.invert(unet, images[todo], timesteps, schedule, progress=progress)
-            for i, x in zip(todo, x_T):
-                self._write(keys[i], x)
-                found[i] = x.detach().to("cpu")
-        return torch.stack([f.to(images.device, images.dtype) for f in found])
-
-
-# --------------------------------------------------------------------------------------------
 # Checks
 # --------------------------------------------------------------------------------------------
-def check_timestep(value, name: str, num_train_timesteps: int = 1000) -> int:
-    """An integer timestep in [0, T-1], or a ``ValueError`` naming ``name``."""
-    T = num_train_timesteps
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and
-                                                                          not value.is_integer()):
-        raise ValueError(f"{name}: expected an integer timestep in [0, {T - 1}], got {value!r}")
-    if not 0 <= int(value) <= T - 1:
-        raise ValueError(f"{name}: expected an integer timestep in [0, {T - 1}], got {value!r}")
-    return int(value)
-
-
-def check_intervals(t_edit, t_boost, timesteps: Sequence[int], num_train_timesteps: int = 1000) -> tuple[int, int]:
-    """Validate (t_edit, t_boost) for a DDIM schedule: both in [0, T-1], t_boost ≤ t_edit, and t_edit at or
-    below the first step (otherwise no step would edit)."""
-    t_edit = check_timestep(t_edit, "t_edit", num_train_timesteps)
-    t_boost = check_timestep(t_boost, "t_boost", num_train_timesteps)
-    if t_boost > t_edit:
-        raise ValueError(f"t_boost: expected t_boost ≤ t_edit (boosting happens after editing), got "
-                         f"t_boost={t_boost} > t_edit={t_edit}")
-    if t_edit > max(timesteps):
-        raise ValueError(f"t_edit: {t_edit} is above the first DDIM step ({max(timesteps)} with {len(timesteps)} "
-                         f"steps), so nothing would be edited; use a smaller t_edit or more steps")
-    return t_edit, t_boost
-
-
 def _check_strength(c, what: str) -> float:
     try:
         c = float(c)
@@ -274,9 +166,9 @@ class AsyrpEditor:
         return self.cache.invert(self.profile.unet, x0, self.timesteps, self.profile.schedule, model=self.model_key,
                                  progress=self.progress)
 
-    def directions(self, directions, *, allow_other_model: bool = False) -> list[tuple[Callable, float]]:
+    def directions(self, directions, *, allow_other_model: bool = False) -> list["Direction"]:
         """Normalise ``directions`` (a list of ``(direction, strength)`` pairs, or one direction at strength 1)
-        into ``(f, c)`` pairs, loading checkpoint folders once."""
+        into :class:`Direction` items (``f``, ``strength``, ``source``), loading checkpoint folders once."""
         if directions is None:
             return []
         if isinstance(directions, (str, os.PathLike, torch.Tensor)) or callable(directions):
@@ -286,39 +178,48 @@ class AsyrpEditor:
             directions = [directions]  # one (direction, strength) pair
         elif not isinstance(directions, (list, tuple)):
             raise ValueError(f"directions: expected a list of (direction, strength) pairs, got {type(directions).__name__}")
-        out = []
-        for item in directions:
-            d, c = (item, 1.0) if not isinstance(item, (list, tuple)) else (tuple(item) + (1.0,))[:2]
-            what = str(d) if isinstance(d, (str, os.PathLike)) else type(d).__name__
-            c = _check_strength(c, what)
-            if isinstance(d, (str, os.PathLike)):
-                key = str(Path(d).expanduser().resolve())
-                if key not in self._loaded:
-                    self._loaded[key] = DeltaNet.load(d, h_shape=self.h_shape, model_id=self.profile.model_id,
-                                                      allow_other_model=allow_other_model)
-                d = self._loaded[key]
-            f = as_direction(d, h_shape=self.h_shape, model_id=self.profile.model_id, device=self.device,
-                             dtype=self.hspace.dtype, allow_other_model=allow_other_model)
-            out.append((f, c, d))
-        return out
+        return [self._direction(item, allow_other_model) for item in directions]
+
+    def _direction(self, item, allow_other_model: bool) -> "Direction":
+        d, c = (item, 1.0) if not isinstance(item, (list, tuple)) else (tuple(item) + (1.0,))[:2]
+        what = str(d) if isinstance(d, (str, os.PathLike)) else type(d).__name__
+        c = _check_strength(c, what)
+        if isinstance(d, (str, os.PathLike)):
+            key = str(Path(d).expanduser().resolve())
+            if key not in self._loaded:
+                self._loaded[key] = DeltaNet.load(d, h_shape=self.h_shape, model_id=self.profile.model_id,
+                                                  allow_other_model=allow_other_model)
+            d = self._loaded[key]
+        f = as_direction(d, h_shape=self.h_shape, model_id=self.profile.model_id, device=self.device,
+                         dtype=self.hspace.dtype, allow_other_model=allow_other_model)
+        return Direction(f=f, strength=c, source=d)
 
     def delta_h(self, h: torch.Tensor, t, directions) -> torch.Tensor:
         """Δh_t = Σ_i c_i f_t^i(h_t) for the given directions (see :func:`combine_delta_h`)."""
         dirs = self.directions(directions)
         with torch.no_grad():
-            return combine_delta_h(h, t, [(f, c) for f, c, _ in dirs])
+            return combine_delta_h(h, t, [(d.f, d.strength) for d in dirs])
 
-    def _intervals(self, t_edit, t_boost, dirs) -> tuple[int, int]:
-        meta = [d.metadata for _, _, d in dirs if isinstance(d, DeltaNet)]
+    def _intervals(self, t_edit, t_boost, dirs: list["Direction"]) -> tuple[int, int]:
+        """t_edit / t_boost: given here, else the editor's, else the first direction checkpoint's (with a warning
+        when the directions' checkpoints disagree)."""
+        meta = [(d.name, d.source.metadata) for d in dirs if isinstance(d.source, DeltaNet)]
+        for key, given, default in (("t_edit", t_edit, self.t_edit), ("t_boost", t_boost, self.t_boost)):
+            values = {name: m.get(key) for name, m in meta if m.get(key) is not None}
+            if given is None and default is None and len(set(values.values())) > 1:
+                first = next(iter(values.items()))
+                warnings.warn(f"{key}: the directions were trained with different values "
+                              f"({', '.join(f'{n}: {v}' for n, v in values.items())}); using {first[1]} (from "
+                              f"{first[0]}). Pass {key}= to choose.", UserWarning, stacklevel=3)
         if t_edit is None:
             t_edit = self.t_edit if self.t_edit is not None else next(
-                (m["t_edit"] for m in meta if m.get("t_edit") is not None), None)
+                (m["t_edit"] for _, m in meta if m.get("t_edit") is not None), None)
         if t_boost is None:
             t_boost = self.t_boost if self.t_boost is not None else next(
-                (m["t_boost"] for m in meta if m.get("t_boost") is not None), None)
+                (m["t_boost"] for _, m in meta if m.get("t_boost") is not None), None)
         if t_edit is None or t_boost is None:
             raise ValueError("t_edit, t_boost: not given, and no direction checkpoint carries them; pass them "
-                             "(e.g. from asyrp intervals, or asyrp_lib.train.find_intervals)")
+                             "(e.g. from asyrp intervals, or asyrp_lib.intervals.find_intervals)")
         return check_intervals(t_edit, t_boost, self.timesteps, self.profile.schedule.num_train_timesteps)
 
     def edit(self, images: torch.Tensor, directions=None, *, t_edit: int | None = None, t_boost: int | None = None,
@@ -335,50 +236,39 @@ class AsyrpEditor:
             raise ValueError(f"eta_boost: expected a value in [0, 1], got {eta_boost}")
         x0 = self._check_images(images)
         x_T = self.invert(x0)
-        edited, recon, previews = self._generate(x_T, [(f, c) for f, c, _ in dirs], t_edit, t_boost,
-                                                 float(eta_boost), generator, reconstruct, keep_previews)
+        edited, recon, previews = self.generate(x_T, dirs, t_edit=t_edit, t_boost=t_boost, eta_boost=eta_boost,
+                                                generator=generator, reconstruct=reconstruct,
+                                                keep_previews=keep_previews)
         return EditResult(edited=edited, reconstruction=recon, source=x0, x_T=x_T, t_edit=t_edit, t_boost=t_boost,
-                          timesteps=list(self.timesteps), strengths=[c for _, c, _ in dirs], previews=previews)
+                          timesteps=list(self.timesteps), strengths=[d.strength for d in dirs], previews=previews)
 
     @torch.no_grad()
-    def _generate(self, x_T, dirs, t_edit, t_boost, eta_boost, generator, reconstruct, keep_previews):
-        sched, hs = self.profile.schedule, self.hspace
-        n = x_T.shape[0]
-        # rows: the edited branch, then (optionally) the reconstruction, run as one batch
-        x = torch.cat([x_T, x_T]) if reconstruct else x_T
-        previews = []
-        steps = list(zip(self.timesteps, ddim.previous_timesteps(self.timesteps)))
-        for t, t_prev in progress_bar(steps, enabled=self.progress, desc="Asyrp editing"):
-            a_t, a_prev = sched.alpha(t), sched.alpha(t_prev)
-            enc = hs.encode(x, t)
-            if t >= t_edit:
-                # ONE encoder pass; one decoder pass over [h_e + Δh ; h (all rows) ] — the edited rows are
-                # decoded twice (with and without Δh), the reconstruction rows once.
-                h = enc.h
-                delta = combine_delta_h(h[:n], t, dirs)
-                ext = Encoded(h=torch.cat([h, h[:n]]), emb=torch.cat([enc.emb, enc.emb[:n]]),
-                              skips=tuple(torch.cat([s, s[:n]]) for s in enc.skips),
-                              timesteps=torch.cat([enc.timesteps, enc.timesteps[:n]]),
-                              x_t=torch.cat([enc.x_t, enc.x_t[:n]]))
-                out = hs.decode(ext, torch.cat([h[:n] + delta, h[n:], h[:n]]))
-                eps_edit, eps = out[:n], out[n:-n] if reconstruct else None
-                eps_plain = out[-n:]
-                step = ddim.ddim_step(x[:n], eps_edit, a_t, a_prev, eps_direction=eps_plain)
-                x_e = step.x_prev
-                if keep_previews:
-                    previews.append((t, step.pred_x0.clamp(-1, 1).cpu()))
-                if reconstruct:
-                    x = torch.cat([x_e, ddim.ddim_step(x[n:], eps, a_t, a_prev).x_prev])
-                else:
-                    x = x_e
-                continue
-            eps = hs.decode(enc)
-            eta, noise = 0.0, None
-            if t < t_boost and eta_boost > 0:
-                eta = eta_boost
-                z = torch.randn(x_T.shape, generator=generator, dtype=x.dtype,
-                                device=generator.device if generator is not None else "cpu").to(x.device)
-                noise = torch.cat([z, z]) if reconstruct else z  # the same noise for both branches
-            x = ddim.ddim_step(x, eps, a_t, a_prev, eta=eta, noise=noise).x_prev
-        x = x.clamp(-1, 1)
-        return x[:n], (x[n:] if reconstruct else None), previews
+    def generate(self, x_T: torch.Tensor, dirs: list["Direction"], *, t_edit: int, t_boost: int,
+                 eta_boost: float = 1.0, generator: torch.Generator | None = None, reconstruct: bool = True,
+                 keep_previews: bool = False):
+        """Eq. (6) from ``x_T`` with the combined Δh of ``dirs`` (:func:`asyrp_lib.process.run_process`), the
+        reconstruction in the same batch: (edited, reconstruction or None, previews), clamped to [-1, 1]."""
+        edit = DeltaH([(d.f, d.strength) for d in dirs]) if dirs else None
+        edited, recon, previews = run_process(
+            self.hspace, x_T, self.timesteps, self.profile.schedule, edit=edit, t_edit=t_edit if dirs else None,
+            t_boost=t_boost, eta_boost=eta_boost, generator=generator, reconstruct=reconstruct and bool(dirs),
+            keep_previews=keep_previews, progress=self.progress, desc="Asyrp editing")
+        if reconstruct and not dirs:
+            recon = edited  # no edit: the process is the reconstruction
+        previews = [(t, p.clamp(-1, 1)) for t, p in previews]
+        return edited.clamp(-1, 1), (recon.clamp(-1, 1) if recon is not None else None), previews
+
+
+class Direction(NamedTuple):
+    """One direction of an edit: ``f(h, t) -> Δh``, its strength, and what it was made from."""
+
+    f: Callable
+    strength: float
+    source: object  # a DeltaNet, a tensor or a callable
+
+    @property
+    def name(self) -> str:
+        if isinstance(self.source, DeltaNet):
+            m = self.source.metadata
+            return str(m.get("name") or m.get("target") or "direction")
+        return type(self.source).__name__

@@ -24,7 +24,7 @@ from typing import Callable
 
 import torch
 
-from ._utils import data_dir
+from ._utils import data_dir, resolve_device
 from .hub import HubUnavailableError, from_pretrained_fast
 from .ddim import Schedule
 from .hspace import HSpaceUNet, h_shape
@@ -144,19 +144,6 @@ class Profile:
         return (f"profile {self.name!r}: U-Net {self.model_id} ({n / 1e6:.1f} M parameters), "
                 f"images {self.image_size}×{self.image_size}, h {'×'.join(map(str, self.h_shape))}, "
                 f"device {self.device}")
-
-
-def resolve_device(device=None) -> torch.device:
-    """``None`` → CUDA if available, else CPU; strings like ``"cuda"``/``"cpu"`` are checked."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device: expected 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: 'cuda' was asked for but no CUDA GPU is available here; use device='cpu'")
-    return dev
 
 
 def default_profile_name() -> str:

@@ -99,9 +99,13 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path, capsys, monkeypatch):
     assert code == 2 and "t_edit, t_boost: not given" in msg
     code, msg = err("train", "--profile", "nope-not-a-profile", "--source", "a", "--target", "b", "--output", "o")
     assert code == 2 and "unknown profile" in msg
-    with pytest.raises(SystemExit) as exc:  # argparse: out-of-range timestep
-        main(["edit", "--direction", "x", "--input", "i", "--output", "o", "--t-edit", "1200"])
-    assert exc.value.code == 2 and "expected an integer timestep in [0, 999]" in capsys.readouterr().err
+    # a timestep above the schedule's T - 1 is refused once the model (and so T) is known
+    code, msg = err("edit", "--profile", "tiny", "--device", "cpu", "--direction", "glasses", "--input",
+                    str(tmp_path / "ok.png"), "--output", str(tmp_path / "o"), "--t-edit", "1200", "--t-boost", "0")
+    assert code == 2 and "t_edit: expected an integer timestep in [0, 999]" in msg
+    with pytest.raises(SystemExit) as exc:  # argparse: not a timestep at all
+        main(["edit", "--direction", "x", "--input", "i", "--output", "o", "--t-edit", "-5"])
+    assert exc.value.code == 2 and "expected an integer timestep ≥ 0" in capsys.readouterr().err
 
 
 def _direction(folder, tiny, **meta):
@@ -149,3 +153,34 @@ def test_demo_and_evaluate_bad_input(tmp_path, tiny, capsys, monkeypatch):
     assert main(["evaluate", "--profile", "tiny", "--direction", str(d), "--attribute", "smile",
                  "--value", "ecstatic"]) == 2
     assert "--value: expected one of frowning, neutral, smiling" in capsys.readouterr().err
+
+
+KILL_AT = """
+import os, sys
+import asyrp_lib.train as train
+from asyrp_lib import cli
+real, calls = train.loss_step, []
+def dying(*a, **k):
+    calls.append(1)
+    if len(calls) == int(os.environ["DIE_AT"]):
+        os._exit(9)  # a hard death mid-epoch: no exception handler, no last checkpoint
+    return real(*a, **k)
+train.loss_step = dying
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_asyrp_train_killed_mid_epoch_resumes_from_the_last_in_epoch_checkpoint(tmp_path, env):
+    out = tmp_path / "dir"
+    args = ["train", "--profile", "tiny", "--device", "cpu", "--source", "face", "--target", "smiling face",
+            "--output", str(out), "--n-images", "4", "--steps", "4", "--epochs", "1", "--batch-size", "2",
+            "--t-edit", "250", "--t-boost", "0", "--save-every", "1e-9"]  # 2 batches × 3 steps; save after each
+    r = subprocess.run([sys.executable, "-c", KILL_AT, *args], capture_output=True, text=True, timeout=300,
+                       env={**env, "DIE_AT": "5"})
+    assert r.returncode == 9, r.stderr
+    meta = json.loads((out / "delta_net.json").read_text())
+    assert meta["training"]["steps_done"] == 4 and meta["training"]["epochs_done"] == 0  # mid-epoch checkpoint
+    r = run(*args[:-2], "--resume", env=env)
+    assert r.returncode == 0, r.stderr
+    history = json.loads((out / "history.json").read_text())
+    assert [h["step"] for h in history] == [1, 2, 3, 4, 5, 6] and "6 steps" in r.stderr

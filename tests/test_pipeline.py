@@ -30,7 +30,7 @@ def test_zero_init_direction_gives_the_reconstruction(editor, x0, tiny):
     net = DeltaNet(editor.h_shape, metadata={"model_id": tiny.model_id})
     res = editor.edit(x0, [(net, 1.0)], t_edit=500, t_boost=0)
     assert res.edited.shape == x0.shape and res.t_edit == 500 and res.timesteps == [750, 500, 250, 0]
-    assert torch.allclose(res.edited, res.reconstruction, atol=1e-5)
+    assert torch.allclose(res.edited, res.reconstruction, atol=1e-4)  # float rounding of different batchings
     # with t_boost = 0 the reconstruction is plain deterministic DDIM from the cached inversion
     x_T = ddim.invert(tiny.unet, x0, editor.timesteps, tiny.schedule, progress=False)
     assert torch.allclose(res.x_T, x_T, atol=1e-5)
@@ -85,7 +85,7 @@ def test_boost_noise_is_shared_and_seeded(editor, x0, tiny):
                      reconstruct=False)
     r3 = editor.edit(x0, [(net, 1.0)], t_edit=750, t_boost=500, generator=torch.Generator().manual_seed(1),
                      reconstruct=False)
-    assert torch.allclose(r1.edited, r1.reconstruction, atol=1e-5)  # Δh = 0 and the same noise: no difference
+    assert torch.allclose(r1.edited, r1.reconstruction, atol=1e-4)  # Δh = 0 and the same noise: no difference
     assert torch.allclose(r1.edited, r2.edited, atol=1e-4)  # batched with the reconstruction or not
     assert (r1.edited - r3.edited).abs().mean() > 1e-3  # stochastic boosting steps do use the noise
 
@@ -125,7 +125,7 @@ def test_bad_arguments(editor, x0):
         editor.edit(x0, [(torch.zeros(3, 3), 1.0)], t_edit=500, t_boost=0)
     with pytest.raises(ValueError, match="t_edit"):
         AsyrpEditor(editor.profile, t_edit=1000)
-    assert check_intervals(500, 500, [750, 500, 250, 0]) == (500, 500)
+    assert check_intervals(500, 500, [750, 500, 250, 0], 1000) == (500, 500)
 
 
 def test_inversion_cache_in_memory_and_on_disk(tiny, x0, tmp_path, monkeypatch):

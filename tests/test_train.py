@@ -95,7 +95,7 @@ def test_interrupt_resume_matches_an_uninterrupted_run_and_reuses_inversions(tin
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny, x0, tmp_path, monkeypatch):
-    real = clip_mod.DirectionalCLIPLoss.forward
+    real = clip_mod.DirectionalCLIPLoss.similarity
     count = {"n": 0}
 
     def flaky(self, *a, **k):
@@ -103,7 +103,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny, x0, tmp_path, m
         out = real(self, *a, **k)
         return out * float("nan") if count["n"] == 4 else out
 
-    monkeypatch.setattr(clip_mod.DirectionalCLIPLoss, "forward", flaky)
+    monkeypatch.setattr(clip_mod.DirectionalCLIPLoss, "similarity", flaky)
     after_epoch_1 = {}
     with pytest.raises(TrainingDiverged, match=r"loss became nan at step 4 \(epoch 2, t = 500.*last good checkpoint"):
         train_direction(tiny, TrainConfig(**BASE, epochs=3), tmp_path / "out", images=x0, progress=False,
@@ -185,3 +185,38 @@ def test_celebahq_architecture_trains_and_edits_at_64px(tmp_path):
     assert (out.edited - out.reconstruction).abs().max() > 0
     with pytest.raises(ValueError, match="512×2×2.*h has shape 512×8×8"):
         AsyrpEditor(prof, n_steps=2, progress=False).edit(torch.zeros(1, 3, 256, 256), [(tmp_path / "dir", 1.0)])
+
+
+class Killed(Exception):
+    """Stands for a lost process: unlike KeyboardInterrupt, nothing is saved on the way out."""
+
+
+def test_a_kill_between_two_saves_resumes_exactly_from_the_last_in_epoch_checkpoint(tiny, x0, tmp_path):
+    cfg = dict(BASE, batch_size=1, epochs=2, save_every_steps=3, save_every_seconds=0)  # 4 steps per epoch
+    full = train_direction(tiny, TrainConfig(**cfg), tmp_path / "full", images=x0, progress=False,
+                           cache_dir=tmp_path / "cache")
+
+    def kill_at_4(s):  # after step 4's update, before the end-of-epoch save: the last save was step 3's
+        if s.step == 4:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_direction(tiny, TrainConfig(**cfg), tmp_path / "run", images=x0, progress=False,
+                        cache_dir=tmp_path / "cache", callback=kill_at_4)
+    state = torch.load(tmp_path / "run" / STATE_NAME, weights_only=True)
+    assert state["position"]["step"] == 3 and state["position"]["epoch"] == 0  # the in-epoch save
+    assert state["position"]["t_index"] == 1 and state["latent"] is not None  # in the middle of a batch
+    steps = []
+    resumed = train_direction(tiny, TrainConfig(**cfg), tmp_path / "run", resume=True, progress=False,
+                              cache_dir=tmp_path / "cache", callback=lambda s: steps.append(s.step))
+    assert steps == [4, 5, 6, 7, 8] and resumed.steps == 8
+    for k, v in full.delta_net.state_dict().items():
+        torch.testing.assert_close(resumed.delta_net.state_dict()[k], v, atol=1e-6, rtol=1e-5)
+    assert [r["loss"] for r in resumed.history] == pytest.approx([r["loss"] for r in full.history], rel=1e-4)
+
+
+def test_the_caller_config_is_not_changed(tiny, x0, tmp_path):
+    cfg = TrainConfig(n_steps=2, epochs=1, edit_lpips=0.1, boost_lpips=0.05, interval_points=5)
+    before = dict(vars(cfg))
+    res = train_direction(tiny, cfg, tmp_path / "out", images=x0, progress=False, cache_dir=tmp_path)
+    assert vars(cfg) == before and cfg.t_edit is None and res.t_edit is not None
