@@ -136,6 +136,26 @@ class Profile:
         return self._hspace
 
     @property
+    def is_toy(self) -> bool:
+        """Whether this is the toy face world (rendered faces with known attributes, the oracle, toy captions)."""
+        return self.name == "toy"
+
+    def source_images(self, n: int, seed: int = 0, *, steps: int | None = None, progress: bool = True) -> torch.Tensor:
+        """``n`` images of this profile's own world to edit, the same for the same ``seed``: rendered toy faces
+        (``toy``), otherwise faces *sampled from the profile's model* (DDIM from seeded noise, the profile's
+        clipping; ``steps``: default the profile's). (n, 3, S, S) in [-1, 1] on the profile's device."""
+        from . import ddim
+
+        if self.is_toy:
+            from . import toyworld
+
+            return toyworld.render(toyworld.sample_attributes(n, seed=seed), size=self.image_size, device=self.device)
+        g = torch.Generator().manual_seed(int(seed))
+        x_T = torch.randn(n, 3, self.image_size, self.image_size, generator=g)
+        ts = ddim.timesteps(int(steps or self.default_steps), self.schedule.num_train_timesteps)
+        return ddim.sample(self.unet, x_T, ts, self.schedule, progress=progress).clamp(-1, 1)
+
+    @property
     def h_shape(self) -> tuple[int, int, int]:
         return h_shape(self.unet, self.image_size)
 
