@@ -30,6 +30,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -259,9 +260,104 @@ def comparison_table(results: dict[str, dict]) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# The four methods on the same faces
+# The methods of the course on the same faces
 # --------------------------------------------------------------------------------------------
-METHODS = ("reconstruction", "x_T optimisation", "ε-shift", "Δh symmetric", "Δh asymmetric")
+METHODS = ("reconstruction", "x_T optimisation", "ε-shift", "Δh symmetric", "Δh asymmetric", "Asyrp (f_t)")
+
+
+@dataclass
+class _Setting:
+    """What every method of :func:`compare_methods` shares."""
+
+    profile: object
+    x_train: torch.Tensor
+    x_test: torch.Tensor
+    x_T_test: torch.Tensor  # the test faces' inversions (the same steps for every method)
+    ts: list  # those DDIM steps
+    invert_seconds: float
+    source: str
+    target: str
+    t_edit: int
+    n_steps: int | None
+    clip_loss: object
+    progress: bool
+
+    @property
+    def n_test(self) -> int:
+        return self.x_test.shape[0]
+
+
+def _reconstruction(st: _Setting, _kw):
+    from . import ddim
+
+    t0 = time.perf_counter()
+    rec = ddim.sample(st.profile.unet, st.x_T_test, st.ts, st.profile.schedule, progress=st.progress, clip_sample=False)
+    yield "reconstruction", rec, st.x_test, dict(train_seconds=0.0, edit_seconds_per_image=(
+        st.invert_seconds + time.perf_counter() - t0) / st.n_test)
+
+
+def _x_T_optimisation(st: _Setting, kw):
+    from . import naive
+
+    res = naive.optimize_xT(st.profile, st.x_test, st.source, st.target, clip_loss=st.clip_loss,
+                            progress=st.progress, **{"n_steps": st.n_steps, **(kw or {})})
+    yield "x_T optimisation", res.images, st.x_test, dict(train_seconds=0.0, edit_seconds_per_image=res.seconds /
+                                                          st.n_test, losses=res.losses)
+
+
+def _eps_shift(st: _Setting, kw):
+    from . import naive
+
+    res = naive.epsilon_shift_edit(st.profile, st.x_train, st.source, st.target, t_edit=st.t_edit, n_steps=st.n_steps,
+                                   clip_loss=st.clip_loss, progress=st.progress, **(kw or {}))
+    out = naive.apply_delta_eps(st.profile, st.x_T_test, res.delta_eps, t_edit=st.t_edit, n_steps=st.n_steps,
+                                progress=st.progress)
+    yield "ε-shift", out.images, st.x_test, dict(train_seconds=res.seconds, losses=res.losses,
+                                                 edit_seconds_per_image=(st.invert_seconds + out.seconds) / st.n_test)
+
+
+def _global_delta_h(st: _Setting, kw, names):
+    from . import editing
+
+    res = editing.optimize_global_delta_h(st.profile, st.x_train, st.source, st.target, t_edit=st.t_edit,
+                                          n_steps=st.n_steps, clip_loss=st.clip_loss, progress=st.progress, **(kw or {}))
+    for name, asym in (("Δh symmetric", False), ("Δh asymmetric", True)):
+        if name in names:
+            out = editing.apply_delta_h(st.profile, st.x_T_test, res.delta_h, t_edit=st.t_edit, n_steps=st.n_steps,
+                                        asymmetric=asym, progress=st.progress)
+            yield name, out.images, st.x_test, dict(train_seconds=res.seconds, losses=res.losses,
+                                                    edit_seconds_per_image=(st.invert_seconds + out.seconds) / st.n_test)
+    if "Δh asymmetric" in names and res.asymmetric:
+        yield "Δh asymmetric (train faces)", res.images, st.x_train, dict(train_seconds=res.seconds,
+                                                                          edit_seconds_per_image=None)
+
+
+def _f_t(st: _Setting, direction, kw):
+    """Asyrp with f_t: ``direction`` (a folder or DeltaNet), else one trained here on the train faces (``kw``:
+    TrainConfig fields); edited with eq. (6) at the direction's t_edit / t_boost (boosting included)."""
+    import tempfile
+
+    from .delta_net import DeltaNet
+    from .pipeline import AsyrpEditor
+    from .train import TrainConfig, train_direction
+
+    train_seconds = None
+    with tempfile.TemporaryDirectory(prefix="asyrp-compare-") as tmp:
+        if direction is None:
+            cfg = TrainConfig(**{"source": st.source, "target": st.target, "t_edit": st.t_edit, "t_boost": 0,
+                                 "n_steps": st.n_steps or st.profile.default_steps, **(kw or {})})
+            res = train_direction(st.profile, cfg, tmp, images=st.x_train.cpu(), progress=st.progress,
+                                  cache_dir=Path(tmp) / "cache")
+            direction, train_seconds = res.delta_net, res.seconds
+        meta = direction.metadata if isinstance(direction, DeltaNet) else DeltaNet.read_metadata(direction)
+        editor = AsyrpEditor(st.profile, n_steps=meta.get("steps"), progress=st.progress)
+        t0 = time.perf_counter()
+        out = editor.edit(st.x_test, [(direction, 1.0)], generator=torch.Generator().manual_seed(0),
+                          reconstruct=False)
+        seconds = time.perf_counter() - t0
+    yield "Asyrp (f_t)", out.edited, st.x_test, dict(train_seconds=train_seconds,
+                                                     edit_seconds_per_image=seconds / st.n_test,
+                                                     t_edit=out.t_edit, t_boost=out.t_boost)
 
 
 def compare_methods(
@@ -279,6 +375,8 @@ def compare_methods(
     delta_h: dict | None = None,
     eps_shift: dict | None = None,
     x_T: dict | None = None,
+    direction=None,
+    f_t: dict | None = None,
     methods: Sequence[str] = METHODS,
     progress: bool = True,
 ) -> dict[str, dict]:
@@ -288,63 +386,42 @@ def compare_methods(
     (``eps_shift``: of :func:`asyrp_lib.naive.epsilon_shift_edit`) are optimised on the ``train`` faces and
     applied to the ``test`` faces; "Δh symmetric" applies the same Δh in both P_t and D_t. x_T optimisation
     (``x_T``: of :func:`asyrp_lib.naive.optimize_xT`) is per image, so it runs on the test faces themselves.
-    "reconstruction" is invert → sample without an edit (the floor). All methods use the same ``n_steps`` DDIM
-    schedule unless ``x_T`` names its own. The other attributes are compared as the oracle reads them on the
-    source and on the edited image (one ruler for both). Each row also has ``train_seconds`` and
-    ``edit_seconds_per_image`` (inversion included); "Δh asymmetric (train faces)" measures the Δh on the
-    faces it was optimised on.
+    "Asyrp (f_t)" edits with a trained ``direction`` (folder or DeltaNet) through eq. (6) at its own t_edit and
+    t_boost, or, without one, trains f_t on the ``train`` faces (``f_t``: TrainConfig fields).
+    "reconstruction" is invert → sample without an edit (the floor). The other methods use the same ``n_steps``
+    DDIM schedule and ``t_edit`` unless their keyword arguments say otherwise. The other attributes are compared
+    as the oracle reads them on the source and on the edited image (one ruler for both). Each row also has
+    ``train_seconds`` and ``edit_seconds_per_image`` (inversion included); "Δh asymmetric (train faces)"
+    measures the Δh on the faces it was optimised on.
     """
-    from . import ddim, editing, naive
+    from . import ddim, editing
 
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise ValueError(f"methods: expected names from {METHODS}, got {bad}")
     _check_value(attribute, target_value, "target_value")
-    clip_loss = editing.make_clip_loss(profile, source, target)
-    lpips = profile.lpips
     dev = profile.device
-    x_train, x_test = train.images.to(dev), test.images.to(dev)
-    n_test = x_test.shape[0]
     ts = editing.schedule_steps(profile, n_steps)
-
-    def measure(name, edited, images=x_test, **timing):
-        m = edit_metrics(images, edited, attribute=attribute, target_value=target_value, oracle=oracle, lpips=lpips,
-                         clip_loss=clip_loss)
-        m.update(timing)
-        results[name] = m
-
-    results: dict[str, dict] = {}
+    x_test = test.images.to(dev)
     t0 = time.perf_counter()
     x_T_test = ddim.invert(profile.unet, x_test, ts, profile.schedule, progress=progress)
-    invert_seconds = time.perf_counter() - t0
+    st = _Setting(profile=profile, x_train=train.images.to(dev), x_test=x_test, x_T_test=x_T_test, ts=ts,
+                  invert_seconds=time.perf_counter() - t0, source=source, target=target, t_edit=t_edit,
+                  n_steps=n_steps, clip_loss=editing.make_clip_loss(profile, source, target), progress=progress)
+    runs = []
     if "reconstruction" in methods:
-        t0 = time.perf_counter()
-        rec = ddim.sample(profile.unet, x_T_test, ts, profile.schedule, progress=progress)
-        measure("reconstruction", rec, train_seconds=0.0,
-                edit_seconds_per_image=(invert_seconds + time.perf_counter() - t0) / n_test)
+        runs.append(_reconstruction(st, None))
     if "x_T optimisation" in methods:
-        res = naive.optimize_xT(profile, x_test, source, target, clip_loss=clip_loss, progress=progress,
-                                **{"n_steps": n_steps, **(x_T or {})})
-        measure("x_T optimisation", res.images, train_seconds=0.0, edit_seconds_per_image=res.seconds / n_test,
-                losses=res.losses)
+        runs.append(_x_T_optimisation(st, x_T))
     if "ε-shift" in methods:
-        res = naive.epsilon_shift_edit(profile, x_train, source, target, t_edit=t_edit, n_steps=n_steps,
-                                       clip_loss=clip_loss, progress=progress, **(eps_shift or {}))
-        out = naive.apply_delta_eps(profile, x_T_test, res.delta_eps, t_edit=t_edit, n_steps=n_steps,
-                                    progress=progress)
-        measure("ε-shift", out.images, train_seconds=res.seconds,
-                edit_seconds_per_image=(invert_seconds + out.seconds) / n_test, losses=res.losses)
+        runs.append(_eps_shift(st, eps_shift))
     if "Δh symmetric" in methods or "Δh asymmetric" in methods:
-        res = editing.optimize_global_delta_h(profile, x_train, source, target, t_edit=t_edit, n_steps=n_steps,
-                                              clip_loss=clip_loss, progress=progress, **(delta_h or {}))
-        for name, asym in (("Δh symmetric", False), ("Δh asymmetric", True)):
-            if name not in methods:
-                continue
-            out = editing.apply_delta_h(profile, x_T_test, res.delta_h, t_edit=t_edit, n_steps=n_steps,
-                                        asymmetric=asym, progress=progress)
-            measure(name, out.images, train_seconds=res.seconds,
-                    edit_seconds_per_image=(invert_seconds + out.seconds) / n_test, losses=res.losses)
-        if "Δh asymmetric" in methods and res.asymmetric:
-            measure("Δh asymmetric (train faces)", res.images, images=x_train,
-                    train_seconds=res.seconds, edit_seconds_per_image=None)
+        runs.append(_global_delta_h(st, delta_h, methods))
+    if "Asyrp (f_t)" in methods:
+        runs.append(_f_t(st, direction, f_t))
+    results: dict[str, dict] = {}
+    for run in runs:
+        for name, edited, images, extra in run:
+            results[name] = {**edit_metrics(images, edited, attribute=attribute, target_value=target_value,
+                                            oracle=oracle, lpips=profile.lpips, clip_loss=st.clip_loss), **extra}
     return results

@@ -170,7 +170,7 @@ def test_compare_methods_runs_every_method(tiny):
     test = ev.source_faces("smile", "smiling", 2, size=32)
     res = ev.compare_methods(tiny, BrightnessOracle(), train=train, test=test, t_edit=300, n_steps=2,
                              delta_h=dict(epochs=1), eps_shift=dict(epochs=1), x_T=dict(n_steps=2, iters=1),
-                             progress=False)
+                             f_t=dict(epochs=1, batch_size=2), progress=False)
     assert set(res) == set(ev.METHODS) | {"Δh asymmetric (train faces)"}
     for name, m in res.items():
         assert 0 <= m["success"] <= 1 and 0 <= m["others_kept"] <= 1 and m["lpips"] >= 0, name
