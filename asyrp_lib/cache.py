@@ -48,13 +48,27 @@ class InversionCache:
     """x_T = invert(x_0) for each image, keyed by model, image content and DDIM timesteps.
 
     Cached in memory (at most ``max_memory`` images, the oldest dropped first) and, when ``folder`` is given,
-    on disk (one safetensors file per image). ``hits`` and ``misses`` count images served from the cache and
-    inverted anew.
+    on disk (one safetensors file per image), bounded there too: after each batch written, the least recently
+    used files (by modification time; a file read counts as used) are deleted until the folder holds at most
+    ``max_disk_files`` files and ``max_disk_bytes`` bytes (``None``: no bound of that kind). ``hits`` and
+    ``misses`` count images served from the cache and inverted anew.
     """
 
-    def __init__(self, folder=None, *, max_memory: int = 4096):
+    #: Default bound of the on-disk cache: 1 GiB (about 1300 inversions of 256×256 images).
+    DEFAULT_MAX_DISK_BYTES = 1 << 30
+
+    def __init__(self, folder=None, *, max_memory: int = 4096, max_disk_files: int | None = None,
+                 max_disk_bytes: int | None = DEFAULT_MAX_DISK_BYTES):
+        for name, value, optional in (("max_memory", max_memory, False), ("max_disk_files", max_disk_files, True),
+                                      ("max_disk_bytes", max_disk_bytes, True)):
+            if (value is None and not optional) or (value is not None and (
+                    isinstance(value, bool) or not isinstance(value, int) or value < 0)):
+                raise ValueError(f"{name}: expected a non-negative integer{' or None' if optional else ''}, "
+                                 f"got {value!r}")
         self.folder = Path(folder) if folder is not None else None
         self.max_memory = int(max_memory)
+        self.max_disk_files = max_disk_files
+        self.max_disk_bytes = max_disk_bytes
         self.memory: dict[str, torch.Tensor] = {}
         self.hits = 0
         self.misses = 0
@@ -83,6 +97,10 @@ class InversionCache:
             x = load_file(str(path))["x_T"]
         except Exception:  # a corrupt or partial file: invert again
             return None
+        try:
+            os.utime(path)  # recently used: pruned last
+        except OSError:
+            pass
         self._remember(key, x)
         return x
 
@@ -97,6 +115,37 @@ class InversionCache:
             save_file({"x_T": x_T}, str(tmp))
             os.replace(tmp, self.folder / f"{key}.safetensors")
 
+    def _disk_entries(self) -> list[tuple[Path, int]]:
+        """(path, size) of each cached inversion on disk, least recently used first."""
+        if self.folder is None or not self.folder.is_dir():
+            return []
+        entries = []
+        for p in self.folder.glob("*.safetensors"):
+            try:
+                st = p.stat()
+            except OSError:  # removed meanwhile (another process pruning)
+                continue
+            entries.append((st.st_mtime_ns, p.name, p, st.st_size))
+        return [(p, size) for _, _, p, size in sorted(entries, key=lambda e: e[:2])]
+
+    def disk_files(self) -> list[Path]:
+        """The cached inversions on disk, least recently used first."""
+        return [p for p, _ in self._disk_entries()]
+
+    def prune(self) -> int:
+        """Delete the least recently used files until the disk bounds hold; returns how many were deleted."""
+        if self.folder is None or (self.max_disk_files is None and self.max_disk_bytes is None):
+            return 0
+        entries = self._disk_entries()
+        count, total, removed = len(entries), sum(size for _, size in entries), 0
+        for path, size in entries:
+            if ((self.max_disk_files is None or count <= self.max_disk_files)
+                    and (self.max_disk_bytes is None or total <= self.max_disk_bytes)):
+                break
+            path.unlink(missing_ok=True)
+            count, total, removed = count - 1, total - size, removed + 1
+        return removed
+
     def invert(self, unet, images: torch.Tensor, timesteps: Sequence[int], schedule: ddim.Schedule, *,
                model: str, progress: bool = True) -> torch.Tensor:
         """x_T for each image (batched over the images not yet cached), on the images' device."""
@@ -110,4 +159,5 @@ class InversionCache:
             for i, x in zip(todo, x_T):
                 self._write(keys[i], x)
                 found[i] = x.detach().to("cpu")
+            self.prune()
         return torch.stack([f.to(images.device, images.dtype) for f in found])

@@ -11,7 +11,12 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["main", "build_parser", "parse_direction", "directions_dir"]
+__all__ = ["main", "build_parser", "parse_direction", "directions_dir", "COMPARE_MAX", "EVALUATE_PROFILES"]
+
+#: ``asyrp edit --compare`` shows at most this many images (the grid of a large folder would be unreadable).
+COMPARE_MAX = 16
+#: Profiles ``asyrp evaluate`` accepts: the toy world's, and ``tiny`` (random weights on toy faces, for tests).
+EVALUATE_PROFILES = ("toy", "tiny")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -123,7 +128,11 @@ def _add_edit(sub) -> None:
                    "was trained with)")
     p.add_argument("--seed", type=int, default=0, help="seed of the quality-boosting noise")
     p.add_argument("--compare", default=None, metavar="FILE.png",
-                   help="also write a grid: inputs / reconstructions / edits")
+                   help=f"also write a grid: inputs / reconstructions / edits (of the first {COMPARE_MAX} images)")
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="images loaded, edited and written together; a folder goes through in chunks of this size, "
+                        "so it never sits on the device whole (default: 4 images of 256×256, more of smaller ones, "
+                        "asyrp_lib.pipeline.default_batch_size); lower it if the GPU runs out of memory")
     p.set_defaults(func=_cmd_edit)
 
 
@@ -264,28 +273,56 @@ def _editor_for(args, dirs):
 
 
 def _cmd_edit(args) -> int:
+    """Load, edit and write the images chunk by chunk (``--batch-size``): a folder of any size never sits on the
+    device whole, and the PNGs equal those of ``AsyrpEditor.edit`` on all images at once with that batch size
+    (the same chunks, one boosting-noise generator)."""
     import torch
 
-    from .images import load_images, save_images
+    from ._utils import progress_bar
+    from .images import image_files, load_image, save_images
 
     dirs = [parse_direction(s) for s in args.direction]
     if args.compare is not None and Path(args.compare).suffix.lower() != ".png":
         raise ValueError(f"--compare: expected a .png file name, got {args.compare!r}")
+    files = image_files(args.input)
     _, editor, size, steps, _ = _editor_for(args, dirs)
-    images, names = load_images(args.input, size)
-    start = time.perf_counter()
-    res = editor.edit(images, [(str(p), c) for p, c in dirs], t_edit=args.t_edit, t_boost=args.t_boost,
-                      generator=torch.Generator().manual_seed(args.seed), reconstruct=args.compare is not None)
-    paths = save_images(res.edited, args.output, names)
+    editor.cache.max_memory = 0  # each image is inverted once: keep no inversions in memory
+    batch = args.batch_size or editor.batch_size
+    chunks = [files[i:i + batch] for i in range(0, len(files), batch)]
+    if len(chunks) > 1:
+        editor.progress = False  # one bar over the chunks instead of two per chunk
+    directions = [(str(p), c) for p, c in dirs]
+    generator = torch.Generator().manual_seed(args.seed)
+    n_grid = min(len(files), COMPARE_MAX) if args.compare is not None else 0
+    grid = ([], [], [])  # inputs, reconstructions, edits of the first n_grid images (on the CPU)
+    start, written, res = time.perf_counter(), 0, None
+    for chunk in progress_bar(chunks, enabled=len(chunks) > 1, unit="chunk",
+                              desc=f"Editing {len(files)} images, {batch} at a time"):
+        images = torch.cat([load_image(f, size) for f in chunk])
+        need = n_grid - written if written < n_grid else 0
+        try:
+            res = editor.edit(images, directions, t_edit=args.t_edit, t_boost=args.t_boost, generator=generator,
+                              reconstruct=need > 0, batch_size=batch)
+        except torch.OutOfMemoryError as exc:
+            raise ValueError(f"--batch-size: {batch} images at a time do not fit in the memory of "
+                             f"{editor.device} ({str(exc).splitlines()[0]}); try --batch-size {max(1, batch // 2)}") \
+                from None
+        save_images(res.edited, args.output, [f.name for f in chunk])
+        if need > 0:
+            for rows, x in zip(grid, (res.source, res.reconstruction, res.edited)):
+                rows.append(x[:need].cpu())
+        written += len(chunk)
+        del images
     if args.compare is not None:
         from .plotting import save_grid
 
-        grid = torch.cat([res.source.cpu(), res.reconstruction.cpu(), res.edited.cpu()])
-        save_grid(grid, args.compare, ncol=len(names), scale=max(1, 96 // size))
-        _log(f"wrote {args.compare} (rows: inputs, reconstructions, edits)")
-    _log(f"wrote {len(paths)} edited image(s) to {args.output} ({steps} DDIM steps, t_edit={res.t_edit}, "
+        save_grid(torch.cat([torch.cat(rows) for rows in grid]), args.compare, ncol=n_grid,
+                  scale=max(1, 96 // size))
+        shown = f"the first {n_grid} of {len(files)} images" if n_grid < len(files) else f"{n_grid} image(s)"
+        _log(f"wrote {args.compare} (rows: inputs, reconstructions, edits; {shown})")
+    _log(f"wrote {written} edited image(s) to {args.output} ({steps} DDIM steps, t_edit={res.t_edit}, "
          f"t_boost={res.t_boost}, strengths {', '.join(f'{c:g}' for c in res.strengths)}, "
-         f"{time.perf_counter() - start:.1f} s)")
+         f"{len(chunks)} chunk(s) of at most {batch}, {time.perf_counter() - start:.1f} s)")
     return 0
 
 
@@ -380,11 +417,15 @@ def _cmd_evaluate(args) -> int:
 
     if args.output is not None and Path(args.output).suffix.lower() != ".json":
         raise ValueError(f"--output: expected a .json file name, got {args.output!r}")
+    if args.profile.strip() not in EVALUATE_PROFILES:
+        raise ValueError(f"--profile: asyrp evaluate measures edits of toy faces with the toy world's oracle, which "
+                         f"reads nothing else, so it needs --profile toy; got {args.profile!r}, a model of another "
+                         f"world. To judge edits there, look at them: asyrp edit --compare GRID.png")
     path, strength = parse_direction(args.direction)
     attribute, value = _target_of(args, DeltaNet.read_metadata(path))
     prof, editor, size, steps, (meta,) = _editor_for(args, [(path, strength)])
-    if prof.name != "toy":
-        _log(f"note: the oracle reads toy faces; with the {prof.name!r} profile the numbers mean little")
+    if not prof.is_toy:
+        _log(f"note: the {prof.name!r} profile edits toy faces with random weights (for tests); the numbers mean little")
     seed = evaluate.HELDOUT_SEED if args.seed is None else args.seed
     src = evaluate.source_faces(attribute, value, args.n, seed=seed, size=size)
     start = time.perf_counter()

