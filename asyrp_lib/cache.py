@@ -147,15 +147,17 @@ class InversionCache:
         return removed
 
     def invert(self, unet, images: torch.Tensor, timesteps: Sequence[int], schedule: ddim.Schedule, *,
-               model: str, progress: bool = True) -> torch.Tensor:
-        """x_T for each image (batched over the images not yet cached), on the images' device."""
-        keys = [self.key(model, img, timesteps) for img in images]
+               model: str, progress: bool = True, refine: int = 0) -> torch.Tensor:
+        """x_T for each image (batched over the images not yet cached), on the images' device; ``refine``: the
+        fixed-point iterations of :func:`asyrp_lib.ddim.invert` (part of the key)."""
+        steps = list(timesteps) if not refine else [f"refine{refine}", *timesteps]
+        keys = [self.key(model, img, steps) for img in images]
         found = [self._read(k) for k in keys]
         todo = [i for i, f in enumerate(found) if f is None]
         self.hits += len(keys) - len(todo)
         self.misses += len(todo)
         if todo:
-            x_T = ddim.invert(unet, images[todo], timesteps, schedule, progress=progress)
+            x_T = ddim.invert(unet, images[todo], timesteps, schedule, progress=progress, refine=refine)
             for i, x in zip(todo, x_T):
                 self._write(keys[i], x)
                 found[i] = x.detach().to("cpu")

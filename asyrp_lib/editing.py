@@ -253,7 +253,8 @@ def optimize_global_delta_h(
     shape = h_shape(profile.unet, x0.shape[-1])
     delta_h = torch.zeros((len(ets) if per_timestep else 1, *shape), device=x0.device, dtype=x0.dtype,
                           requires_grad=True)
-    x_T = ddim.invert(profile.unet, x0, ts, profile.schedule, progress=progress)
+    x_T = ddim.invert(profile.unet, x0, ts, profile.schedule, progress=progress,
+                      refine=getattr(profile, "invert_refine", 0))
     t1 = time.perf_counter()
     hist = optimise_edit(profile, x0, x_T, DeltaH(delta_h), [delta_h], clip_loss=pb.clip_loss, timesteps=ts,
                          t_edit=t_edit, epochs=epochs, lr=lr, loss=pb.loss, asymmetric=asymmetric,

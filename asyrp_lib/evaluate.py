@@ -404,7 +404,8 @@ def compare_methods(
     ts = editing.schedule_steps(profile, n_steps)
     x_test = test.images.to(dev)
     t0 = time.perf_counter()
-    x_T_test = ddim.invert(profile.unet, x_test, ts, profile.schedule, progress=progress)
+    x_T_test = ddim.invert(profile.unet, x_test, ts, profile.schedule, progress=progress,
+                           refine=getattr(profile, "invert_refine", 0))
     st = _Setting(profile=profile, x_train=train.images.to(dev), x_test=x_test, x_T_test=x_T_test, ts=ts,
                   invert_seconds=time.perf_counter() - t0, source=source, target=target, t_edit=t_edit,
                   n_steps=n_steps, clip_loss=editing.make_clip_loss(profile, source, target), progress=progress)

@@ -128,7 +128,8 @@ def optimize_xT(
     loss_fn = make_clip_loss(profile, source, target, clip_loss)
     lpips = profile.lpips if lambda_lpips > 0 else None
     ts = schedule_steps(profile, n_steps)
-    x_T_init = ddim.invert(profile.unet, x0, ts, profile.schedule, progress=progress)
+    x_T_init = ddim.invert(profile.unet, x0, ts, profile.schedule, progress=progress,
+                           refine=getattr(profile, "invert_refine", 0))
     with torch.no_grad():
         src_embeds = loss_fn.encoder.encode_image(x0)
     x_T = x_T_init.clone().requires_grad_(True)
@@ -203,7 +204,8 @@ def epsilon_shift_edit(
                       lambda_l1=lambda_l1, loss=loss, batch_size=batch_size, clip_loss=clip_loss)
     x0, ts, ets = pb.x0, pb.timesteps, pb.edit_timesteps
     delta_eps = torch.zeros((1, *x0.shape[1:]), device=x0.device, dtype=x0.dtype, requires_grad=True)
-    x_T = ddim.invert(profile.unet, x0, ts, profile.schedule, progress=progress)
+    x_T = ddim.invert(profile.unet, x0, ts, profile.schedule, progress=progress,
+                      refine=getattr(profile, "invert_refine", 0))
     t1 = time.perf_counter()
     hist = optimise_edit(profile, x0, x_T, EpsShift(delta_eps), [delta_eps], clip_loss=pb.clip_loss, timesteps=ts,
                          t_edit=t_edit, epochs=epochs, lr=lr, loss=pb.loss, asymmetric=False, batch_size=batch_size,

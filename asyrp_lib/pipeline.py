@@ -40,7 +40,7 @@ from .hspace import HSpaceUNet, h_shape as unet_h_shape
 from .process import DeltaH, check_intervals, run_process
 
 __all__ = ["AsyrpEditor", "EditResult", "Direction", "InversionCache", "MAX_STRENGTH", "image_hash", "model_key",
-           "default_cache_dir", "check_timestep", "check_intervals", "combine_delta_h", "as_direction",
+           "default_cache_dir", "check_timestep", "check_intervals", "check_strength", "combine_delta_h", "as_direction",
            "CHUNK_PIXELS", "default_batch_size"]
 
 #: The root of the library's on-disk caches (:func:`asyrp_lib.cache.cache_dir`).
@@ -64,7 +64,8 @@ def default_batch_size(image_size: int) -> int:
 # --------------------------------------------------------------------------------------------
 # Checks
 # --------------------------------------------------------------------------------------------
-def _check_strength(c, what: str) -> float:
+def check_strength(c, what: str) -> float:
+    """A finite strength in [-MAX_STRENGTH, MAX_STRENGTH], or a ``ValueError`` naming ``what``."""
     try:
         c = float(c)
     except (TypeError, ValueError):
@@ -143,7 +144,8 @@ class AsyrpEditor:
 
     ``profile``: a loaded :class:`~asyrp_lib.profiles.Profile`; ``n_steps``: DDIM steps (default the
     profile's); ``t_edit``/``t_boost``: default intervals (else taken from the first direction's checkpoint
-    metadata, else required by :meth:`edit`); ``image_size``: work at another square size than the profile's
+    metadata, else required by :meth:`edit`); ``refine``: fixed-point iterations of each inversion step
+    (default: the profile's ``invert_refine``); ``image_size``: work at another square size than the profile's
     (the h shape follows); ``cache_dir``: also keep inversions on disk there (at most ``cache_disk_bytes``,
     oldest first out); ``cache_memory``: the most inversions kept in memory (a streaming caller that never
     edits an image twice can keep this small).
@@ -151,7 +153,8 @@ class AsyrpEditor:
 
     def __init__(self, profile, *, n_steps: int | None = None, t_edit: int | None = None,
                  t_boost: int | None = None, image_size: int | None = None, cache_dir=None, progress: bool = True,
-                 cache_memory: int = 4096, cache_disk_bytes: int | None = InversionCache.DEFAULT_MAX_DISK_BYTES):
+                 cache_memory: int = 4096, cache_disk_bytes: int | None = InversionCache.DEFAULT_MAX_DISK_BYTES,
+                 refine: int | None = None):
         self.profile = profile
         T = profile.schedule.num_train_timesteps
         self.n_steps = int(n_steps or profile.default_steps)
@@ -165,6 +168,7 @@ class AsyrpEditor:
             check_timestep(t_boost, "t_boost", T)
         self.t_edit, self.t_boost = t_edit, t_boost
         self.cache = InversionCache(cache_dir, max_memory=cache_memory, max_disk_bytes=cache_disk_bytes)
+        self.refine = int(getattr(profile, "invert_refine", 0) if refine is None else refine)
         self.model_key = model_key(profile.model_id, profile.unet)
         self.progress = progress
         self._loaded: dict[str, DeltaNet] = {}
@@ -190,7 +194,7 @@ class AsyrpEditor:
         """x_T for each image: deterministic DDIM inversion (η = 0), cached by image content."""
         x0 = self._check_images(images)
         return self.cache.invert(self.profile.unet, x0, self.timesteps, self.profile.schedule, model=self.model_key,
-                                 progress=self.progress)
+                                 progress=self.progress, refine=self.refine)
 
     def directions(self, directions, *, allow_other_model: bool = False) -> list["Direction"]:
         """Normalise ``directions`` (a list of ``(direction, strength)`` pairs, or one direction at strength 1)
@@ -209,7 +213,7 @@ class AsyrpEditor:
     def _direction(self, item, allow_other_model: bool) -> "Direction":
         d, c = (item, 1.0) if not isinstance(item, (list, tuple)) else (tuple(item) + (1.0,))[:2]
         what = str(d) if isinstance(d, (str, os.PathLike)) else type(d).__name__
-        c = _check_strength(c, what)
+        c = check_strength(c, what)
         if isinstance(d, (str, os.PathLike)):
             key = str(Path(d).expanduser().resolve())
             if key not in self._loaded:
@@ -251,11 +255,12 @@ class AsyrpEditor:
     def edit(self, images: torch.Tensor, directions=None, *, t_edit: int | None = None, t_boost: int | None = None,
              eta_boost: float = 1.0, generator: torch.Generator | None = None, reconstruct: bool = True,
              keep_previews: bool = False, allow_other_model: bool = False,
-             batch_size: int | None = None) -> EditResult:
+             batch_size: int | None = None, asymmetric: bool = True) -> EditResult:
         """Edit ``images`` (N, 3, S, S) in [-1, 1] with ``directions`` = [(direction, strength), …] (eq. 6).
 
-        Asymmetric steps with Δh = Σ c_i f_t^i(h_t) for t ≥ t_edit, plain DDIM down to t_boost, then steps
-        with η = ``eta_boost`` (noise from ``generator``; the reconstruction gets the same noise).
+        Asymmetric steps with Δh = Σ c_i f_t^i(h_t) for t ≥ t_edit (``asymmetric=False``: the edited ε in D_t
+        too, the symmetric step), plain DDIM down to t_boost, then steps with η = ``eta_boost`` (noise from
+        ``generator``; the reconstruction gets the same noise).
 
         ``batch_size``: images inverted and generated together (default :attr:`batch_size`, from the image
         size). With more images than that, chunk after chunk draws its boosting noise from ``generator``, and
@@ -272,9 +277,10 @@ class AsyrpEditor:
         n = images.shape[0]
         step = self.batch_size if batch_size is None else batch_size
         if n <= step:
-            return self._edit_chunk(images, dirs, t_edit, t_boost, eta_boost, generator, reconstruct, keep_previews)
+            return self._edit_chunk(images, dirs, t_edit, t_boost, eta_boost, generator, reconstruct, keep_previews,
+                                    asymmetric=asymmetric)
         parts = [self._edit_chunk(images[i:i + step], dirs, t_edit, t_boost, eta_boost, generator, reconstruct,
-                                  keep_previews, out_device=images.device)
+                                  keep_previews, out_device=images.device, asymmetric=asymmetric)
                  for i in range(0, n, step)]
         previews = [(t, torch.cat([p.previews[k][1] for p in parts])) for k, (t, _) in enumerate(parts[0].previews)]
         return EditResult(edited=torch.cat([p.edited for p in parts]),
@@ -284,13 +290,13 @@ class AsyrpEditor:
                           strengths=[d.strength for d in dirs], previews=previews)
 
     def _edit_chunk(self, images, dirs, t_edit, t_boost, eta_boost, generator, reconstruct, keep_previews,
-                    out_device=None) -> EditResult:
+                    out_device=None, asymmetric: bool = True) -> EditResult:
         """Invert and generate one chunk; its tensors moved to ``out_device`` when given."""
         x0 = self._check_images(images)
         x_T = self.invert(x0)
         edited, recon, previews = self.generate(x_T, dirs, t_edit=t_edit, t_boost=t_boost, eta_boost=eta_boost,
                                                 generator=generator, reconstruct=reconstruct,
-                                                keep_previews=keep_previews)
+                                                keep_previews=keep_previews, asymmetric=asymmetric)
         if out_device is not None:
             x0, x_T, edited, recon = (x.to(out_device) if x is not None else None for x in (x0, x_T, edited, recon))
         return EditResult(edited=edited, reconstruction=recon, source=x0, x_T=x_T, t_edit=t_edit, t_boost=t_boost,
@@ -299,13 +305,14 @@ class AsyrpEditor:
     @torch.no_grad()
     def generate(self, x_T: torch.Tensor, dirs: list["Direction"], *, t_edit: int, t_boost: int,
                  eta_boost: float = 1.0, generator: torch.Generator | None = None, reconstruct: bool = True,
-                 keep_previews: bool = False):
+                 keep_previews: bool = False, asymmetric: bool = True):
         """Eq. (6) from ``x_T`` with the combined Δh of ``dirs`` (:func:`asyrp_lib.process.run_process`), the
         reconstruction in the same batch: (edited, reconstruction or None, previews), clamped to [-1, 1]."""
         edit = DeltaH([(d.f, d.strength) for d in dirs]) if dirs else None
         edited, recon, previews = run_process(
             self.hspace, x_T, self.timesteps, self.profile.schedule, edit=edit, t_edit=t_edit if dirs else None,
             t_boost=t_boost, eta_boost=eta_boost, generator=generator, reconstruct=reconstruct and bool(dirs),
+            asymmetric=asymmetric,
             keep_previews=keep_previews, progress=self.progress, desc="Asyrp editing")
         if reconstruct and not dirs:
             recon = edited  # no edit: the process is the reconstruction

@@ -50,6 +50,7 @@ class ProfileSpec:
     lpips_random_backbone: bool = False  # True only for unit tests
     edit_lpips: float = 0.33  # t_edit: where LPIPS(x, P_t) reaches this (the paper's value)
     boost_lpips: float = 1.2  # t_boost: where LPIPS(x, x_t) reaches this (the paper's value, for 256² images)
+    invert_refine: int = 1  # fixed-point iterations per DDIM inversion step (ddim.invert(refine=…); 0: plain)
     prompt_pairs: tuple = (("face", "smiling face"),)  # (source, target) pairs shown by default
     description: str = ""
 
@@ -76,6 +77,7 @@ PROFILES: dict[str, ProfileSpec] = {
         # LPIPS(x, x_t) of 64×64 toy faces levels off at about 1.08 (measured), so 1.2 is never reached;
         # 0.8 is provisional until quality boosting is measured with the toy DDPM.
         boost_lpips=0.8,
+        invert_refine=2,
         description="the toy face world, 64×64, trained weights shipped in data/ (offline, CPU)",
     ),
     "tiny": ProfileSpec(
@@ -86,6 +88,7 @@ PROFILES: dict[str, ProfileSpec] = {
         default_steps=10,
         lpips_random_backbone=True,
         boost_lpips=0.4,  # 32×32 images: LPIPS(x, x_t) levels off near 0.5
+        invert_refine=0,  # random weights: the fixed point need not exist; unit tests pass refine themselves
         description="random weights, for unit tests only",
     ),
 }
@@ -108,6 +111,7 @@ class Profile:
     model_id: str  # where the U-Net came from
     edit_lpips: float = 0.33  # LPIPS(x, P_t) threshold that selects t_edit
     boost_lpips: float = 1.2  # LPIPS(x, x_t) threshold that selects t_boost
+    invert_refine: int = 0  # fixed-point iterations of each inversion step (asyrp_lib.ddim.invert)
     _clip_loader: Callable = field(repr=False, default=None)
     _lpips_loader: Callable = field(repr=False, default=None)
     _clip: object = field(repr=False, default=None)
@@ -140,13 +144,19 @@ class Profile:
         """Whether this is the toy face world (rendered faces with known attributes, the oracle, toy captions)."""
         return self.name == "toy"
 
-    def source_images(self, n: int, seed: int = 0, *, steps: int | None = None, progress: bool = True) -> torch.Tensor:
+    def source_images(self, n: int, seed: int = 0, *, steps: int | None = None, progress: bool = True,
+                      kind: str | None = None) -> torch.Tensor:
         """``n`` images of this profile's own world to edit, the same for the same ``seed``: rendered toy faces
         (``toy``), otherwise faces *sampled from the profile's model* (DDIM from seeded noise, the profile's
-        clipping; ``steps``: default the profile's). (n, 3, S, S) in [-1, 1] on the profile's device."""
+        clipping; ``steps``: default the profile's). ``kind``: ``"render"`` or ``"sample"`` to choose (renders
+        exist only in the toy world). (n, 3, S, S) in [-1, 1] on the profile's device."""
         from . import ddim
 
-        if self.is_toy:
+        if kind not in (None, "render", "sample"):
+            raise ValueError(f"kind: expected 'render', 'sample' or None, got {kind!r}")
+        if kind == "render" and not self.is_toy:
+            raise ValueError(f"kind: only the toy profile has rendered faces, not {self.name!r}; use kind='sample'")
+        if (kind or ("render" if self.is_toy else "sample")) == "render":
             from . import toyworld
 
             return toyworld.render(toyworld.sample_attributes(n, seed=seed), size=self.image_size, device=self.device)
@@ -325,6 +335,7 @@ def load_profile(name: str | None = None, device=None, *, clip: str | None = Non
     return Profile(name=spec.name, unet=unet, schedule=schedule, image_size=image_size,
                    default_steps=spec.default_steps, prompt_pairs=list(spec.prompt_pairs), device=dev,
                    model_id=model_id, edit_lpips=spec.edit_lpips, boost_lpips=spec.boost_lpips,
+                   invert_refine=spec.invert_refine,
                    _clip_loader=_clip_loader(clip or spec.clip, dev), _lpips_loader=lpips_loader)
 
 

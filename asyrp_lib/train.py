@@ -274,7 +274,8 @@ def _inversions(profile, x0_all, timesteps, cache_root: Path, progress: bool) ->
     hs = profile.hspace
     cache = InversionCache(cache_root / "inversions")
     x_T = cache.invert(profile.unet, x0_all.to(hs.device, hs.dtype), timesteps, profile.schedule,
-                       model=model_key(profile.model_id, profile.unet), progress=progress).cpu()
+                       model=model_key(profile.model_id, profile.unet), progress=progress,
+                       refine=getattr(profile, "invert_refine", 0)).cpu()
     if progress:
         print(f"[asyrp_lib.train] inversions: {cache.hits} cached, {cache.misses} computed", file=sys.stderr)
     return x_T

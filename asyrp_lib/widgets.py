@@ -309,7 +309,6 @@ class Playground:
 
     def use_seed(self, seed: int, kind: str | None = None) -> bool:
         """The source: a toy face (toy profile) or a sample of the profile's model, from ``seed``."""
-        from . import ddim
 
         kind = kind or self.seed_kind
         try:
@@ -319,14 +318,8 @@ class Playground:
             if kind == "toy face" and not self.profile.is_toy:
                 raise ValueError(f"toy faces belong to the toy profile; the {self.profile.name!r} profile edits "
                                  f"samples of its own model or an uploaded photo")
-            if kind == "toy face" or not self.profile.is_toy:
-                x = self.profile.source_images(1, seed, steps=self.editor.n_steps, progress=False)
-            else:  # a sample of the toy DDPM (source_images renders toy faces there), seeded the same way
-                size = self.editor.image_size
-                g = torch.Generator().manual_seed(seed)
-                x_T = torch.randn(1, 3, size, size, generator=g).to(self.profile.device)
-                x = ddim.sample(self.profile.unet, x_T, self.editor.timesteps, self.profile.schedule,
-                                progress=False).clamp(-1, 1)
+            x = self.profile.source_images(1, seed, steps=self.editor.n_steps, progress=False,
+                                           kind="render" if kind == "toy face" else "sample")
         except Exception as exc:
             return self._fail(exc)
         self.source_kind = self.seed_kind = kind
@@ -428,13 +421,13 @@ class Playground:
 
     def set_strength(self, name: str, value: float) -> bool:
         """The strength c of direction ``name`` (negative pushes the other way; 0 switches it off)."""
-        from .pipeline import _check_strength
+        from .pipeline import check_strength
 
         try:
             slot = next((s for s in self.slots if s.name == name), None)
             if slot is None:
                 raise ValueError(f"direction {name!r}: not in the playground ({', '.join(self.names) or 'none'})")
-            slot.strength = _check_strength(value, name)
+            slot.strength = check_strength(value, name)
         except ValueError as exc:
             return self._fail(exc)
         return True
