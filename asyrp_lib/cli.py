@@ -24,6 +24,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="model profile: toy (offline, default), celebahq (model hub, GPU), tiny (random, tests), "
                         "or a hub id / local folder of a UNet2DModel")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.add_argument("--clip", default=None, metavar="HUB_ID_OR_FOLDER",
+                   help="another CLIP for the profile (default: the profile's own; hub models use "
+                        "openai/clip-vit-base-patch16)")
 
 
 def _positive_int(value: str) -> int:
@@ -207,7 +210,7 @@ def _cmd_train(args) -> int:
     resuming = args.resume and (Path(args.output) / STATE_NAME).is_file()
     if not resuming:
         _check_prompts(args.source, args.target)
-    prof = load_profile(args.profile, device=args.device)
+    prof = load_profile(args.profile, device=args.device, clip=args.clip)
     _log(str(prof))
     cfg = TrainConfig(source=args.source or "", target=args.target or "",
                       n_steps=args.steps or prof.default_steps, t_edit=args.t_edit, t_boost=args.t_boost,
@@ -265,7 +268,7 @@ def _editor_for(args, dirs):
     from .profiles import load_profile
 
     metas = [DeltaNet.read_metadata(p) for p, _ in dirs]
-    prof = load_profile(args.profile, device=args.device)
+    prof = load_profile(args.profile, device=args.device, clip=args.clip)
     _log(str(prof))
     size = metas[0].get("image_size") or prof.image_size
     steps = args.steps or metas[0].get("steps") or prof.default_steps
@@ -333,7 +336,7 @@ def _cmd_intervals(args) -> int:
     from .train import sample_training_images
 
     _check_prompts(args.source, args.target)
-    prof = load_profile(args.profile, device=args.device)
+    prof = load_profile(args.profile, device=args.device, clip=args.clip)
     _log(str(prof))
     if args.images is not None:
         images, _ = load_images(args.images, prof.image_size)
@@ -462,7 +465,7 @@ def _cmd_sample(args) -> int:
         raise ValueError(f"--output: expected a .png file name, got {args.output!r}")
     if not 0.0 <= args.eta <= 1.0:
         raise ValueError(f"--eta: expected a value in [0, 1], got {args.eta}")
-    prof = load_profile(args.profile, device=args.device)
+    prof = load_profile(args.profile, device=args.device, clip=args.clip)
     print(prof, file=sys.stderr)
     steps = args.steps or prof.default_steps
     if steps > prof.schedule.num_train_timesteps:

@@ -50,7 +50,7 @@ import torch
 
 from . import ddim
 from . import evaluate as ev
-from .pipeline import MAX_STRENGTH, AsyrpEditor, _check_strength
+from .pipeline import MAX_STRENGTH, AsyrpEditor, check_strength
 from .process import DeltaH, run_process
 from .toyattributes import ATTRIBUTES
 
@@ -158,7 +158,8 @@ def run_copies(editor: AsyrpEditor, images: torch.Tensor, copies: Sequence, *, t
     checkpoint's). ``eta_boost``: η below t_boost (0: deterministic, all copies in one batch; > 0: one run per
     copy, each from the same ``seed``). ``record``: also return what each edit did at each step
     (:class:`StepRecord`: Δh_t and the size of the ε change it caused). ``batch_size``: the most rows (copies ×
-    faces) in one run of the U-Net (``None``: all; on a GPU with a large model use a few per GB).
+    faces) in one run of the U-Net (default: twice the editor's :attr:`~AsyrpEditor.batch_size`, its memory
+    budget of an edited and a reconstruction row per image).
     """
     if not isinstance(copies, (list, tuple)) or not copies:
         raise ValueError("copies: expected a non-empty list of edits (None, directions, a DeltaH or an EpsSteps)")
@@ -174,7 +175,7 @@ def run_copies(editor: AsyrpEditor, images: torch.Tensor, copies: Sequence, *, t
     t_edit, t_boost = editor._intervals(t_edit, t_boost, dirs)
     x_T = editor.invert(images)
     N, K = x_T.shape[0], len(edits)
-    rows = N * K if batch_size is None else int(batch_size)
+    rows = 2 * editor.batch_size if batch_size is None else int(batch_size)
     fc = min(N, rows)  # faces per run
     cg = 1 if float(eta_boost) > 0 else max(1, rows // fc)  # copies per run
     out = [[] for _ in edits]
@@ -217,7 +218,7 @@ def strength_sweep(editor: AsyrpEditor, images: torch.Tensor, direction, strengt
                    **kw) -> Sweep:
     """``direction`` (anything the editor accepts) at each strength c in ``strengths`` (|c| ≤ 5), Δh_t = c f_t(h_t);
     strength 0 is the reconstruction. Keywords: those of :func:`run_copies`."""
-    strengths = [_check_strength(c, "strengths") for c in strengths]
+    strengths = [check_strength(c, "strengths") for c in strengths]
     if not strengths:
         raise ValueError(f"strengths: expected a non-empty list of numbers in [-{MAX_STRENGTH:g}, {MAX_STRENGTH:g}]")
     c = run_copies(editor, images, [[(direction, s)] for s in strengths], **kw)

@@ -210,7 +210,7 @@ def _load_unet(spec_unet: str):
         unet, schedule = load_folder(folder)
         return unet, schedule, "toy DDPM (data/toy_ddpm)"
     _check_unet_config(spec_unet)
-    unet = from_pretrained_fast(UNet2DModel, spec_unet, "diffusion model")
+    unet = from_pretrained_fast(UNet2DModel, spec_unet, "diffusion model", low_cpu_mem_usage=False)
     try:
         scheduler = from_pretrained_fast(DDPMScheduler, spec_unet, "noise scheduler")
         schedule, prediction = Schedule.from_scheduler(scheduler), scheduler.config.prediction_type
@@ -222,7 +222,7 @@ def _load_unet(spec_unet: str):
         if prediction != "v_prediction":
             raise ValueError(f"{spec_unet}: the scheduler's prediction_type is {prediction!r}; this library "
                              f"supports 'epsilon' and 'v_prediction' models")
-        unet = from_pretrained_fast(VPredictionUNet2DModel, spec_unet, "diffusion model")
+        unet = from_pretrained_fast(VPredictionUNet2DModel, spec_unet, "diffusion model", low_cpu_mem_usage=False)
         unet.set_alphas_cumprod(schedule.alphas_cumprod)
     return unet, schedule, spec_unet
 
