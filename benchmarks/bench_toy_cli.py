@@ -48,7 +48,7 @@ def main(argv=None):
     from asyrp_lib._utils import data_dir
 
     if not (data_dir() / "toy_ddpm" / "config.json").is_file():
-        sys.exit(f"{data_dir() / 'toy_ddpm'} is missing: train it first (scripts/device_train_toy_ddpm.sh)")
+        sys.exit(f"{data_dir() / 'toy_ddpm'} is missing: train it first (scripts/train_toy_ddpm.py, scripts/README.md step 3)")
     py = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, ASYRP_CACHE=str(Path(tmp) / "cache"), PYTHONPATH=str(ROOT))
