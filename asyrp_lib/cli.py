@@ -105,6 +105,9 @@ def _add_train(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=float, default=60.0, metavar="SECONDS",
                    help="checkpoint at least this often during an epoch (default 60; 0: only after each epoch)")
+    p.add_argument("--lambda-l1", type=_positive_float, default=None, metavar="λ",
+                   help="weight of the L1 term that keeps P_t^edit near P_t (default: TrainConfig's, 3; larger "
+                        "keeps more of the image and edits less)")
     p.add_argument("--l1-target", choices=("unedited", "current"), default="unedited",
                    help="what the L1 term compares P_t^edit with: P_t of the unedited trajectory (default, as the "
                         "reference implementation) or P_t at the edited latent")
@@ -218,6 +221,8 @@ def _cmd_train(args) -> int:
                       save_every_seconds=args.save_every, l1_target=args.l1_target)
     if args.lr is not None:
         cfg.lr = args.lr
+    if args.lambda_l1 is not None:
+        cfg.lambda_l1 = args.lambda_l1
     if not resuming:
         cfg.validate()
     start = time.perf_counter()

@@ -2,7 +2,7 @@
 # Train the shipped toy directions with the asyrp CLI itself, then measure each on held-out faces.
 #
 #   bash scripts/train_shipped_directions.sh                 # all four, into data/directions/
-#   ONLY=smiling N_IMAGES=16 EPOCHS=1 bash scripts/train_shipped_directions.sh
+#   ONLY=smiling N_IMAGES=16 EPOCHS=1 LAMBDA_L1=3 bash scripts/train_shipped_directions.sh
 #
 # Each direction is a folder data/directions/<name>/ (delta_net.safetensors + delta_net.json, history.json)
 # plus metrics.json from `asyrp evaluate` (success, others kept, LPIPS, S_dir on N_EVAL held-out faces).
@@ -11,6 +11,7 @@
 set -euo pipefail
 N_IMAGES=${N_IMAGES:-32}   # training images, sampled from the toy DDPM
 EPOCHS=${EPOCHS:-2}
+LAMBDA_L1=${LAMBDA_L1:-10}  # weight of the L1 term (TrainConfig's default is 3; see data/MODEL_CARD.md)
 N_EVAL=${N_EVAL:-32}       # held-out faces per direction for the metrics
 OUT=${DIRECTIONS_OUT:-data/directions}
 DEVICE_ARGS=${DEVICE:+--device $DEVICE}
@@ -29,7 +30,8 @@ while IFS='|' read -r name source target attribute value; do
   start=$(date +%s)
   # shellcheck disable=SC2086  # DEVICE_ARGS and ASYRP hold several words
   $ASYRP train --profile toy $DEVICE_ARGS --source "$source" --target "$target" --output "$OUT/$name" \
-    --n-images "$N_IMAGES" --epochs "$EPOCHS" --resume
+    --n-images "$N_IMAGES" --epochs "$EPOCHS" --lambda-l1 "$LAMBDA_L1" \
+    --attribute "$attribute" --value "$value" --resume
   echo "   trained in $(( $(date +%s) - start )) s" >&2
   # shellcheck disable=SC2086
   $ASYRP evaluate --profile toy $DEVICE_ARGS --direction "$OUT/$name" --attribute "$attribute" --value "$value" \

@@ -1,0 +1,136 @@
+"""The method comparison of notebook 05 at full size: every editing method on held-out toy faces, per attribute.
+
+    python scripts/compare_methods.py                       # smiling, glasses, closed eyes; 32 held-out faces each
+    python scripts/compare_methods.py --only smiling --n-test 8
+
+For each attribute: x_T optimisation (per test face), the ε-shift in P_t and D_t and one global Δh (symmetric
+and asymmetric) optimised on --n-train development faces, and Asyrp with the shipped direction f_t
+(data/directions/<name>/, trained by scripts/train_shipped_directions.sh) at its own t_edit and t_boost; the
+baselines edit from the same t_edit. Every method is measured by the oracle on the same --n-test held-out faces
+that do not yet show the attribute (evaluate.source_faces). Writes data/directions/comparison.json (all numbers,
+the settings, the machine and the commit) and comparison.md (one table per attribute), which notebook 05 and the
+README show. An attribute already in comparison.json is skipped unless --force, so an interrupted run resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from asyrp_lib import evaluate  # noqa: E402
+from asyrp_lib import toyworld as tw  # noqa: E402
+from asyrp_lib._utils import data_dir  # noqa: E402
+from asyrp_lib.delta_net import DeltaNet  # noqa: E402
+
+# name: (source text, target text, toy attribute, the value it should reach)
+ATTRIBUTES = {
+    "smiling": ("face", "smiling face", "smile", "smiling"),
+    "glasses": ("face", "face with glasses", "glasses", "yes"),
+    "closed_eyes": ("face", "face with closed eyes", "eyes", "closed"),
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", choices=sorted(ATTRIBUTES), help="one attribute only")
+    p.add_argument("--n-test", type=int, default=32, help="held-out faces per attribute (default 32)")
+    p.add_argument("--n-train", type=int, default=8, help="development faces the global Δh and Δε see (default 8)")
+    p.add_argument("--epochs", type=int, default=3, help="passes when optimising the global Δh and Δε (default 3)")
+    p.add_argument("--xt-iters", type=int, default=8, help="Adam steps of the x_T optimisation (default 8)")
+    p.add_argument("--directions", default=None, help="folder of the directions (default data/directions)")
+    p.add_argument("--output", default=None, help="where comparison.json/.md go (default: --directions)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--force", action="store_true", help="measure attributes already in comparison.json again")
+    return p.parse_args(argv)
+
+
+def machine(device: str) -> str:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def compare_one(profile, oracle, name: str, folder: Path, args) -> dict:
+    source, target, attribute, value = ATTRIBUTES[name]
+    meta = DeltaNet.read_metadata(folder)
+    train = evaluate.source_faces(attribute, value, args.n_train, seed=evaluate.DEV_SEED, size=profile.image_size,
+                                  device=profile.device)
+    test = evaluate.source_faces(attribute, value, args.n_test, seed=evaluate.HELDOUT_SEED,
+                                 size=profile.image_size, device=profile.device)
+    t0 = time.time()
+    results = evaluate.compare_methods(
+        profile, oracle, train=train, test=test, attribute=attribute, target_value=value, source=source,
+        target=target, t_edit=int(meta["t_edit"]), n_steps=int(meta.get("steps") or profile.default_steps),
+        delta_h={"epochs": args.epochs}, eps_shift={"epochs": args.epochs}, x_T={"iters": args.xt_iters},
+        direction=str(folder), progress=False)
+    for r in results.values():
+        r.pop("losses", None)
+        r.pop("per_image", None)
+    return {"source": source, "target": target, "attribute": attribute, "value": value,
+            "t_edit": int(meta["t_edit"]), "t_boost": int(meta.get("t_boost") or 0),
+            "n_steps": int(meta.get("steps") or profile.default_steps), "seconds": round(time.time() - t0, 1),
+            "results": {k: {kk: vv for kk, vv in v.items() if isinstance(vv, (int, float, str, dict, type(None)))}
+                        for k, v in results.items()}}
+
+
+def write_markdown(path: Path, report: dict) -> None:
+    s = report["settings"]
+    lines = ["# Editing methods on held-out toy faces\n",
+             f"{s['n_test']} held-out faces per attribute; the global Δh and Δε optimised on {s['n_train']} "
+             f"development faces ({s['epochs']} epochs), x_T optimisation {s['xt_iters']} Adam steps per face; "
+             f"measured by `scripts/compare_methods.py` at commit {report['commit']} on {report['machine']}.\n"]
+    for name, r in report["attributes"].items():
+        lines.append(f"## {name}: “{r['source']}” → “{r['target']}” (t_edit {r['t_edit']}, "
+                     f"t_boost {r['t_boost']} for f_t, {r['n_steps']} DDIM steps)\n")
+        lines.append(evaluate.comparison_table(r["results"]) + "\n")
+    path.write_text("\n".join(lines))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from asyrp_lib.profiles import load_profile
+
+    folder = Path(args.directions) if args.directions else data_dir() / "directions"
+    out = Path(args.output) if args.output else folder
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / "comparison.json"
+    report = json.loads(json_path.read_text()) if json_path.is_file() else {"attributes": {}}
+    report.update(settings={"n_test": args.n_test, "n_train": args.n_train, "epochs": args.epochs,
+                            "xt_iters": args.xt_iters}, machine=machine(args.device), commit=commit())
+    profile = load_profile("toy", device=args.device)
+    oracle = tw.Oracle.load(device=profile.device)
+    for name in ([args.only] if args.only else ATTRIBUTES):
+        if name in report["attributes"] and not args.force:
+            print(f"{name}: already measured (--force to redo)", file=sys.stderr)
+            continue
+        if not (folder / name / "delta_net.json").is_file():
+            print(f"{name}: no direction in {folder / name} (scripts/train_shipped_directions.sh); skipped",
+                  file=sys.stderr)
+            continue
+        print(f"{name}: comparing methods on {args.n_test} held-out faces …", file=sys.stderr)
+        report["attributes"][name] = compare_one(profile, oracle, name, folder / name, args)
+        json_path.write_text(json.dumps(report, indent=1))  # after every attribute: nothing lost if stopped
+        write_markdown(out / "comparison.md", report)
+        print(evaluate.comparison_table(report["attributes"][name]["results"]), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

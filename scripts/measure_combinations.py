@@ -1,0 +1,79 @@
+"""Two properties of the shipped directions beyond one edit, on held-out toy faces:
+
+- strength −1 of ``smiling``: the share of faces that are not frowning (smiling or neutral) which then read as
+  frowning;
+- ``smiling`` + ``glasses`` at strength 1 each: the share of faces (not smiling, no glasses) that then read as
+  smiling *and* wearing glasses.
+
+    python scripts/measure_combinations.py            # 32 faces each; writes data/directions/combinations.json
+
+Faces come from evaluate.HELDOUT_SEED + 50_000 onwards, a range the single-direction metrics do not use.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from asyrp_lib import evaluate  # noqa: E402
+from asyrp_lib import toyworld as tw  # noqa: E402
+from asyrp_lib._utils import data_dir  # noqa: E402
+
+
+def faces_where(keep, n: int, seed: int):
+    """``n`` toy faces whose attributes satisfy ``keep``, from consecutive seeds starting at ``seed``."""
+    attrs, s = [], seed
+    while len(attrs) < n:
+        attrs += [a for a in tw.sample_attributes(4 * n, seed=s) if keep(a)]
+        s += 1
+    return attrs[:n], tw.render(attrs[:n])
+
+
+def measure(editor, oracle, folder: Path, n: int, seed: int) -> dict:
+    out = {}
+    _, x = faces_where(lambda a: tw.smile_label(a["smile"]) != "frowning", n, seed)
+    res = editor.edit(x, [(str(folder / "smiling"), -1.0)], generator=torch.Generator().manual_seed(0),
+                      reconstruct=False)
+    labels = [tw.smile_label(p["smile"]) for p in oracle.predict(res.edited.clamp(-1, 1))]
+    out["smiling_minus_1_frowning"] = labels.count("frowning") / n
+    _, x = faces_where(lambda a: tw.smile_label(a["smile"]) != "smiling" and a["glasses"] == "no", n, seed + 1_000)
+    res = editor.edit(x, [(str(folder / "smiling"), 1.0), (str(folder / "glasses"), 1.0)],
+                      generator=torch.Generator().manual_seed(0), reconstruct=False)
+    preds = oracle.predict(res.edited.clamp(-1, 1))
+    smiling = [tw.smile_label(p["smile"]) == "smiling" for p in preds]
+    glasses = [p["glasses"] == "yes" for p in preds]
+    out.update(smiling_plus_glasses_both=sum(a and b for a, b in zip(smiling, glasses)) / n,
+               smiling_plus_glasses_smiling=sum(smiling) / n, smiling_plus_glasses_glasses=sum(glasses) / n)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=32, help="faces per measurement (default 32)")
+    p.add_argument("--directions", default=None, help="folder of the directions (default data/directions)")
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    from asyrp_lib.pipeline import AsyrpEditor
+    from asyrp_lib.profiles import load_profile
+
+    folder = Path(args.directions) if args.directions else data_dir() / "directions"
+    profile = load_profile("toy", device=args.device)
+    editor = AsyrpEditor(profile, progress=False)
+    oracle = tw.Oracle.load(device=profile.device)
+    t0 = time.time()
+    result = {"n": args.n, "first_seed": evaluate.HELDOUT_SEED + 50_000,
+              **measure(editor, oracle, folder, args.n, evaluate.HELDOUT_SEED + 50_000),
+              "seconds": round(time.time() - t0, 1)}
+    (folder / "combinations.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
