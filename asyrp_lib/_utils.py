@@ -108,6 +108,40 @@ def check_number(value, name: str, *, positive: bool = False) -> float:
     return float(value)
 
 
+#: The arithmetic precisions of the U-Net: "fp32" (the default), or "bf16" (autocast to bfloat16; h, ε and
+#: everything outside the U-Net stay float32).
+PRECISIONS = ("fp32", "bf16")
+
+
+def check_precision(value, name: str = "precision") -> str:
+    """One of :data:`PRECISIONS`, or a ``ValueError`` naming ``name``."""
+    if not isinstance(value, str) or value not in PRECISIONS:
+        raise ValueError(f"{name}: expected one of {', '.join(map(repr, PRECISIONS))}, got {value!r}")
+    return value
+
+
+def check_flag(value, name: str) -> bool:
+    """A bool (not 0/1 or a string), or a ``ValueError`` naming ``name``."""
+    if value is True or value is False:
+        return value
+    raise ValueError(f"{name}: expected True or False, got {value!r}")
+
+
+def check_compile(value, name: str = "compile") -> bool | str:
+    """``False`` (no ``torch.compile``), ``True`` (its default backend, inductor) or the name of a
+    ``torch.compile`` backend (``"inductor"``, ``"eager"``, …), or a ``ValueError`` naming ``name``."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value:
+        from torch import _dynamo
+
+        known = _dynamo.list_backends(exclude_tags=())
+        if value in known:
+            return value
+    raise ValueError(f"{name}: expected True, False or a torch.compile backend name ('inductor', 'eager', …), "
+                     f"got {value!r}")
+
+
 def resolve_device(device=None) -> torch.device:
     """``None`` → CUDA if available, else CPU; strings like ``"cuda"``/``"cpu"`` are checked."""
     if device is None:

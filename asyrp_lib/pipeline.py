@@ -20,6 +20,13 @@ A large batch is edited in chunks of ``batch_size`` images (default :func:`defau
 The maths per image is unchanged; the boosting noise is drawn from the one ``generator`` chunk after chunk,
 so an edit equals editing its chunks in turn with that generator (``asyrp edit`` of a folder streams its
 files through exactly these chunks), and at η = 0 it equals one unchunked batch to float rounding.
+
+Speed options of the editor (all opt-in, see :mod:`asyrp_lib.hspace`): ``batch_size`` (images per chunk),
+``precision="bf16"`` (bfloat16 autocast in the U-Net, for inversion and generation; how far its edits are
+from float32 ones is measured in ``tests/test_pipeline.py`` and, on the celebahq architecture, by
+``benchmarks/bench_gpu.py``), ``channels_last=True`` and ``compile=True``. Every asymmetric step runs the
+encoder once (``HSpaceUNet.eps``), and at the first step, where the edited and the reconstruction rows are
+both x_T, the U-Net runs on one copy of them.
 """
 from __future__ import annotations
 
@@ -33,7 +40,7 @@ from typing import Callable, NamedTuple, Sequence
 import torch
 
 from . import ddim
-from ._utils import check_images, check_timestep
+from ._utils import check_images, check_int, check_timestep
 from .cache import InversionCache, cache_dir, image_hash, model_key
 from .delta_net import DeltaNet
 from .hspace import HSpaceUNet, h_shape as unet_h_shape
@@ -149,19 +156,29 @@ class AsyrpEditor:
     (the h shape follows); ``cache_dir``: also keep inversions on disk there (at most ``cache_disk_bytes``,
     oldest first out); ``cache_memory``: the most inversions kept in memory (a streaming caller that never
     edits an image twice can keep this small).
+
+    Speed (all opt-in): ``batch_size``: images per chunk (default :func:`default_batch_size` of the image size);
+    ``precision``: ``"fp32"`` (default) or ``"bf16"`` (bfloat16 autocast in the U-Net, for inversion and
+    generation; inversions are cached per precision); ``channels_last``: channels-last memory format (converts
+    the profile's U-Net weights in place: the same values); ``compile``: ``torch.compile`` the U-Net's halves
+    (``True`` or a backend name; the first edit pays for the compilation).
     """
 
     def __init__(self, profile, *, n_steps: int | None = None, t_edit: int | None = None,
                  t_boost: int | None = None, image_size: int | None = None, cache_dir=None, progress: bool = True,
                  cache_memory: int = 4096, cache_disk_bytes: int | None = InversionCache.DEFAULT_MAX_DISK_BYTES,
-                 refine: int | None = None):
+                 refine: int | None = None, batch_size: int | None = None, precision: str = "fp32",
+                 channels_last: bool = False, compile: bool | str = False):
+        if batch_size is not None:
+            check_int(batch_size, "batch_size")
         self.profile = profile
         T = profile.schedule.num_train_timesteps
         self.n_steps = int(n_steps or profile.default_steps)
         self.timesteps = ddim.timesteps(self.n_steps, T)
         self.image_size = int(image_size or profile.image_size)
         self.h_shape = unet_h_shape(profile.unet, self.image_size)
-        self.hspace = HSpaceUNet(profile.unet)
+        self.hspace = HSpaceUNet(profile.unet, precision=precision, channels_last=channels_last, compile=compile)
+        self._batch_size = batch_size
         if t_edit is not None:
             check_timestep(t_edit, "t_edit", T)
         if t_boost is not None:
@@ -169,7 +186,7 @@ class AsyrpEditor:
         self.t_edit, self.t_boost = t_edit, t_boost
         self.cache = InversionCache(cache_dir, max_memory=cache_memory, max_disk_bytes=cache_disk_bytes)
         self.refine = int(getattr(profile, "invert_refine", 0) if refine is None else refine)
-        self.model_key = model_key(profile.model_id, profile.unet)
+        self.model_key = model_key(profile.model_id, profile.unet) + ("" if precision == "fp32" else f"#{precision}")
         self.progress = progress
         self._loaded: dict[str, DeltaNet] = {}
 
@@ -179,8 +196,14 @@ class AsyrpEditor:
 
     @property
     def batch_size(self) -> int:
-        """Images per chunk that :meth:`edit` uses by default: :func:`default_batch_size` of the image size."""
-        return default_batch_size(self.image_size)
+        """Images per chunk that :meth:`edit` uses by default: the editor's ``batch_size``, else
+        :func:`default_batch_size` of the image size."""
+        return self._batch_size or default_batch_size(self.image_size)
+
+    @property
+    def precision(self) -> str:
+        """``"fp32"`` or ``"bf16"``: the U-Net's arithmetic (see :class:`~asyrp_lib.hspace.HSpaceUNet`)."""
+        return self.hspace.precision
 
     def _check_images(self, images: torch.Tensor) -> torch.Tensor:
         check_images(images, "images", channels=3)
@@ -193,7 +216,7 @@ class AsyrpEditor:
     def invert(self, images: torch.Tensor) -> torch.Tensor:
         """x_T for each image: deterministic DDIM inversion (η = 0), cached by image content."""
         x0 = self._check_images(images)
-        return self.cache.invert(self.profile.unet, x0, self.timesteps, self.profile.schedule, model=self.model_key,
+        return self.cache.invert(self.hspace, x0, self.timesteps, self.profile.schedule, model=self.model_key,
                                  progress=self.progress, refine=self.refine)
 
     def directions(self, directions, *, allow_other_model: bool = False) -> list["Direction"]:
@@ -317,6 +340,8 @@ class AsyrpEditor:
         if reconstruct and not dirs:
             recon = edited  # no edit: the process is the reconstruction
         previews = [(t, p.clamp(-1, 1)) for t, p in previews]
+        if self.hspace.channels_last:  # hand back tensors in the usual memory format
+            edited, recon = (x.contiguous() if x is not None else None for x in (edited, recon))
         return edited.clamp(-1, 1), (recon.clamp(-1, 1) if recon is not None else None), previews
 
 

@@ -151,11 +151,18 @@ def _boost_noise(n: int, like: torch.Tensor, generator, rows: int) -> torch.Tens
 
 def compute_step(hs: HSpaceUNet, x: torch.Tensor, t: int, t_prev: int, index: int, schedule: ddim.Schedule, *,
                  phase: str, n: int, edit: Callable | None = None, grad: bool = False,
-                 clip_sample: bool = False) -> ProcessStep:
-    """ε (and, in the edit phase, ε_edit of the first ``n`` rows) at ``x`` = x_t: one step before it moves on."""
+                 clip_sample: bool = False, same_rows: bool = False) -> ProcessStep:
+    """ε (and, in the edit phase, ε_edit of the first ``n`` rows) at ``x`` = x_t: one step before it moves on.
+
+    ``same_rows``: the caller knows that ``x`` is two copies of its first ``n`` rows (the edited rows and the
+    reconstruction at the first step, both x_T); the U-Net then runs on one copy and ε is shared."""
     x = x.detach()
+    same_rows = same_rows and x.shape[0] == 2 * n
+    xs = x[:n] if same_rows else x
     with torch.set_grad_enabled(grad and phase == "edit"):
-        eps_edit, eps = edit(hs, x, t, index, n) if phase == "edit" else (None, hs.eps(x, t))
+        eps_edit, eps = edit(hs, xs, t, index, n) if phase == "edit" else (None, hs.eps(xs, t))
+    if same_rows:
+        eps = torch.cat([eps, eps])
     return ProcessStep(index=index, t=t, t_prev=t_prev, phase=phase, n=n, x_t=x, eps=eps.detach(),
                        eps_edit=eps_edit, alpha_t=schedule.alpha(t), alpha_prev=schedule.alpha(t_prev),
                        clip_sample=clip_sample)
@@ -209,7 +216,7 @@ def reverse_process(hs: HSpaceUNet, x_T: torch.Tensor, timesteps: Sequence[int],
         if until_edit_done and phase != "edit":
             return
         step = compute_step(hs, x, t, t_prev, i, schedule, phase=phase, n=n, edit=edit, grad=grad,
-                            clip_sample=clip_sample)
+                            clip_sample=clip_sample, same_rows=reconstruct and x_unedited is None and i == 0)
         yield step
         x = advance(step, asymmetric=asymmetric, eta=float(eta_boost) if phase == "boost" else 0.0,
                     generator=generator)

@@ -24,6 +24,12 @@ Ctrl-C: the direction itself (``delta_net.safetensors`` + ``delta_net.json``, se
 progress and the training images, written atomically as one file) and ``history.json``. ``resume=True``
 continues exactly from ``train_state.pt``. A non-finite loss or weight stops training with
 :class:`TrainingDiverged`, leaving the last good checkpoint in place.
+
+Speed options (opt-in, as in :class:`~asyrp_lib.pipeline.AsyrpEditor`): ``batch_size``, ``precision="bf16"``
+(bfloat16 autocast in the frozen U-Net; f_t, its optimizer and the loss stay float32), ``channels_last`` and
+``compile`` (the gradient-free passes: inversion, the encoder, the unedited rows; see :mod:`asyrp_lib.hspace`).
+They belong to the machine, not to the run: resuming uses the ones given then. Inversions run
+batched and are cached (per precision); the encoder runs once per step, on one copy of x_T at the first step.
 """
 from __future__ import annotations
 
@@ -38,10 +44,11 @@ from typing import Callable
 import torch
 
 from . import ddim
-from ._utils import check_images, check_int, check_number, check_prompt_pair, progress_bar
+from ._utils import (check_compile, check_flag, check_images, check_int, check_number, check_precision,
+                     check_prompt_pair, progress_bar)
 from .cache import InversionCache, cache_dir as default_cache_root, model_key
 from .delta_net import META_NAME, WEIGHTS_NAME, DeltaNet
-from .hspace import h_shape as unet_h_shape
+from .hspace import HSpaceUNet, h_shape as unet_h_shape
 from .intervals import Intervals, find_intervals
 from .loss import AsyrpLoss, TrainingDiverged, loss_step
 from .process import DeltaH, advance, check_intervals, compute_step
@@ -80,6 +87,9 @@ class TrainConfig:
     interval_points: int = 50  # timesteps at which the LPIPS curves are measured
     save_every_seconds: float = 60.0  # checkpoint at least this often during an epoch (0: off)
     save_every_steps: int = 0  # ... and every this many optimizer steps (0: off)
+    precision: str = "fp32"  # the U-Net's arithmetic: "fp32", or "bf16" (autocast; f_t and the loss stay fp32)
+    channels_last: bool = False  # channels-last memory format for the U-Net (its weights converted in place)
+    compile: bool | str = False  # torch.compile the U-Net's halves (True or a backend name)
 
     def validate(self) -> "TrainConfig":
         check_prompt_pair(self.source, self.target)
@@ -88,6 +98,9 @@ class TrainConfig:
         check_int(self.save_every_steps, "save_every_steps", minimum=0)
         check_number(self.save_every_seconds, "save_every_seconds")
         check_number(self.lr, "lr", positive=True)
+        check_precision(self.precision)
+        check_flag(self.channels_last, "channels_last")
+        check_compile(self.compile)
         if self.trajectory not in ("edited", "original"):
             raise ValueError(f"trajectory: expected 'edited' or 'original', got {self.trajectory!r}")
         if self.clip_loss_form not in ("log", "cosine"):
@@ -205,7 +218,8 @@ def _resume_state(profile, config: TrainConfig, output: Path, resume: bool) -> t
         if state.get("model_id") != profile.model_id:
             raise ValueError(f"resume: the checkpoint in {output} was made with model {state.get('model_id')!r}, "
                              f"not {profile.model_id!r}")
-        return state, replace(saved, epochs=max(saved.epochs, config.epochs))
+        return state, replace(saved, epochs=max(saved.epochs, config.epochs), precision=config.precision,
+                              channels_last=config.channels_last, compile=config.compile)
     if resume:
         print(f"[asyrp_lib.train] no checkpoint in {output} to resume from: starting a new run", file=sys.stderr)
     elif (output / WEIGHTS_NAME).is_file() or (output / STATE_NAME).is_file():
@@ -228,6 +242,7 @@ class _Run:
     """Everything one training run carries between its parts."""
 
     profile: object
+    hs: HSpaceUNet  # the profile's U-Net with the run's speed options
     config: TrainConfig
     output: Path
     x0_all: torch.Tensor
@@ -270,12 +285,14 @@ def _intervals(profile, config: TrainConfig, x0_all, timesteps, cache_root: Path
     return check_intervals(t_edit, t_boost, timesteps, profile.schedule.num_train_timesteps)
 
 
-def _inversions(profile, x0_all, timesteps, cache_root: Path, progress: bool) -> torch.Tensor:
-    hs = profile.hspace
+def _inversions(profile, hs: HSpaceUNet, x0_all, timesteps, cache_root: Path, progress: bool,
+                batch_size: int) -> torch.Tensor:
+    """x_T of every training image, inverted ``batch_size`` images at a time (cached, per precision)."""
     cache = InversionCache(cache_root / "inversions")
-    x_T = cache.invert(profile.unet, x0_all.to(hs.device, hs.dtype), timesteps, profile.schedule,
-                       model=model_key(profile.model_id, profile.unet), progress=progress,
-                       refine=getattr(profile, "invert_refine", 0)).cpu()
+    key = model_key(profile.model_id, profile.unet) + ("" if hs.precision == "fp32" else f"#{hs.precision}")
+    x_T = torch.cat([cache.invert(hs, x0.to(hs.device, hs.dtype), timesteps, profile.schedule, model=key,
+                                  progress=progress, refine=getattr(profile, "invert_refine", 0)).cpu()
+                     for x0 in x0_all.split(batch_size)])
     if progress:
         print(f"[asyrp_lib.train] inversions: {cache.hits} cached, {cache.misses} computed", file=sys.stderr)
     return x_T
@@ -289,7 +306,9 @@ def _setup(profile, config: TrainConfig, output: Path, images, state, cache_root
     timesteps = ddim.timesteps(config.n_steps, profile.schedule.num_train_timesteps)
     x0_all = state["images"] if state is not None else _training_images(profile, config, images, size, progress)
     t_edit, t_boost = _intervals(profile, config, x0_all, timesteps, cache_root, progress)
-    x_T_all = _inversions(profile, x0_all, timesteps, cache_root, progress)
+    hs = HSpaceUNet(profile.unet, precision=config.precision, channels_last=config.channels_last,
+                    compile=config.compile)
+    x_T_all = _inversions(profile, hs, x0_all, timesteps, cache_root, progress, config.batch_size)
     meta = {"model_id": profile.model_id, "source": config.source, "target": config.target, "t_edit": t_edit,
             "t_boost": t_boost, "steps": config.n_steps, "image_size": size}
     with torch.random.fork_rng(devices=[]):  # seeded initialisation, the global RNG left alone
@@ -297,7 +316,6 @@ def _setup(profile, config: TrainConfig, output: Path, images, state, cache_root
         net = DeltaNet(unet_h_shape(profile.unet, size), hidden=config.hidden, metadata=dict(meta))
     if state is not None:
         net.load_state_dict(state["net"])
-    hs = profile.hspace
     net = net.to(device=hs.device, dtype=hs.dtype).train()
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     if state is not None:
@@ -305,14 +323,15 @@ def _setup(profile, config: TrainConfig, output: Path, images, state, cache_root
     pos = dict(state["position"]) if state is not None else {"step": 0, "epoch": 0, "batch": 0, "t_index": 0}
     pos["latent"] = state.get("latent") if state is not None else None
     clip_loss = DirectionalCLIPLoss(profile.clip, config.source, config.target)
-    return _Run(profile=profile, config=config, output=output, x0_all=x0_all, x_T_all=x_T_all, timesteps=timesteps,
-                t_edit=t_edit, t_boost=t_boost, net=net, opt=opt, clip_loss=clip_loss, meta=meta, pos=pos,
-                history=list(state["history"]) if state is not None else [], last_save=(time.monotonic(), pos["step"]))
+    return _Run(profile=profile, hs=hs, config=config, output=output, x0_all=x0_all, x_T_all=x_T_all,
+                timesteps=timesteps, t_edit=t_edit, t_boost=t_boost, net=net, opt=opt, clip_loss=clip_loss, meta=meta,
+                pos=pos, history=list(state["history"]) if state is not None else [],
+                last_save=(time.monotonic(), pos["step"]))
 
 
 def _train_batch(run: _Run, epoch: int, b: int, idx: torch.Tensor) -> None:
     """The edit steps of one batch, from the start or (resuming) from the saved position and latents."""
-    hs, config, pos = run.profile.hspace, run.config, run.pos
+    hs, config, pos = run.hs, run.config, run.pos
     loss = config.loss
     x0 = run.x0_all[idx].to(hs.device, hs.dtype)
     with torch.no_grad():
@@ -324,7 +343,8 @@ def _train_batch(run: _Run, epoch: int, b: int, idx: torch.Tensor) -> None:
     edit, n = DeltaH(run.net), idx.numel()
     for j in range(pos["t_index"] if resuming else 0, len(run.edit_steps)):
         t, t_prev = run.edit_steps[j]
-        step = compute_step(hs, x, t, t_prev, j, run.profile.schedule, phase="edit", n=n, edit=edit, grad=True)
+        step = compute_step(hs, x, t, t_prev, j, run.profile.schedule, phase="edit", n=n, edit=edit, grad=True,
+                            same_rows=j == 0)  # at the first step both halves of x are x_T
         where = f"step {pos['step'] + 1} (epoch {epoch + 1}, t = {t})"
         try:
             values = loss_step(step, loss, run.clip_loss, src, run.opt, list(run.net.parameters()), where=where)

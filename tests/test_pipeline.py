@@ -1,9 +1,13 @@
 """Tests for asyrp_lib.pipeline: the generative process of eq. (6) with AsyrpEditor."""
+import copy
+import dataclasses
+
 import pytest
 import torch
 
 from asyrp_lib import ddim
 from asyrp_lib.delta_net import DeltaNet
+from asyrp_lib.hspace import HSpaceUNet
 from asyrp_lib.pipeline import AsyrpEditor, InversionCache, check_intervals
 
 STEPS = 4  # timesteps 750, 500, 250, 0
@@ -143,3 +147,77 @@ def test_inversion_cache_in_memory_and_on_disk(tiny, x0, tmp_path, monkeypatch):
     AsyrpEditor(tiny, n_steps=STEPS + 1, cache_dir=tmp_path / "inv", progress=False).invert(x0)
     assert calls == [2, 2]  # other timesteps: another key
     assert InversionCache.key("m", x0[0], [1, 0]) != InversionCache.key("m", x0[1], [1, 0])
+
+
+# --------------------------------------------------------------------------------------------
+# Speed options (issue 15)
+# --------------------------------------------------------------------------------------------
+def test_bf16_edit_is_close_to_fp32(editor, x0, tiny):
+    net = random_net(editor.h_shape, 0, tiny.model_id)
+    fp32 = editor.edit(x0, [(net, 1.0)], t_edit=500, t_boost=0)
+    fast = AsyrpEditor(tiny, n_steps=STEPS, progress=False, precision="bf16")
+    bf16 = fast.edit(x0, [(net, 1.0)], t_edit=500, t_boost=0)
+    assert bf16.edited.dtype == torch.float32 and fast.precision == "bf16"
+    assert fast.model_key != editor.model_key  # bf16 inversions are cached apart from fp32 ones
+    diff = (bf16.edited - fp32.edited).abs().mean()
+    edit = (fp32.edited - fp32.reconstruction).abs().mean()
+    # measured on this tiny random U-Net: 0.046 (the edit itself: 0.34; x_T: 0.008); bf16 keeps 8 bits of mantissa
+    assert 0 < diff < 0.1 and diff < 0.3 * edit, (float(diff), float(edit))
+    assert (bf16.x_T - fp32.x_T).abs().mean() < 0.02
+
+
+def test_channels_last_equals_the_default_layout(editor, x0, tiny):
+    own = dataclasses.replace(tiny, unet=copy.deepcopy(tiny.unet), _hspace=None)  # converted in place: a copy
+    net = random_net(editor.h_shape, 0, tiny.model_id)
+    ref = editor.edit(x0, [(net, 1.0)], t_edit=500, t_boost=0)
+    fast = AsyrpEditor(own, n_steps=STEPS, progress=False, channels_last=True, batch_size=1)
+    res = fast.edit(x0, [(net, 1.0)], t_edit=500, t_boost=0)
+    assert own.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    assert res.edited.is_contiguous() and fast.batch_size == 1
+    # float rounding of other conv kernels, amplified by DDIM (1/sqrt(ᾱ_750) ≈ 4.4): measured mean 4e-6, max 5e-4
+    for a, b in ((res.edited, ref.edited), (res.reconstruction, ref.reconstruction)):
+        torch.testing.assert_close(a, b, atol=2e-3, rtol=0)
+        assert (a - b).abs().mean() < 2e-5
+
+
+@pytest.mark.slow
+def test_compiled_halves_give_the_same_edit(editor, x0, tiny):
+    """torch.compile with the "eager" backend (dynamo's tracing alone: fast enough for a CPU test)."""
+    net = random_net(editor.h_shape, 0, tiny.model_id)
+    ref = editor.edit(x0, [(net, 1.0)], t_edit=500, t_boost=0)
+    res = AsyrpEditor(tiny, n_steps=STEPS, progress=False, compile="eager").edit(x0, [(net, 1.0)], t_edit=500,
+                                                                                 t_boost=0)
+    torch.testing.assert_close(res.edited, ref.edited, atol=1e-5, rtol=0)
+    # a pass that needs a gradient runs uncompiled (inductor's backward was wrong in a CPU check): same gradients
+    x = torch.randn(2, 3, 32, 32)
+    grads = []
+    for hs in (HSpaceUNet(tiny.unet), HSpaceUNet(tiny.unet, compile="eager")):
+        dh = torch.zeros(1, *editor.h_shape, requires_grad=True)
+        hs.eps(x, 500, dh)[0].square().mean().backward()
+        grads.append(dh.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("kw, name", [
+    ({"precision": "fp16"}, "precision"), ({"precision": None}, "precision"),
+    ({"channels_last": "yes"}, "channels_last"), ({"channels_last": 1}, "channels_last"),
+    ({"compile": "no-such-backend"}, "compile"), ({"compile": 1}, "compile"),
+    ({"batch_size": 0}, "batch_size"), ({"batch_size": 2.0}, "batch_size")])
+def test_bad_speed_options(tiny, kw, name):
+    with pytest.raises(ValueError, match=f"^{name}: expected"):
+        AsyrpEditor(tiny, n_steps=STEPS, progress=False, **kw)
+
+
+def test_no_repeated_encoder_work(tiny, x0, monkeypatch):
+    """Inversion: one encoder pass per step; editing: one per step (shared by ε(x_t | h + Δh) and ε(x_t)),
+    and at the first step, where the edited and the reconstruction rows are both x_T, over one copy."""
+    rows = []
+    real = HSpaceUNet.encode
+    monkeypatch.setattr(HSpaceUNet, "encode", lambda self, x, t: rows.append(x.shape[0]) or real(self, x, t))
+    ed = AsyrpEditor(tiny, n_steps=STEPS, progress=False)
+    net = random_net(ed.h_shape, 0, tiny.model_id)
+    res = ed.edit(x0, [(net, 1.0)], t_edit=500, t_boost=0)
+    assert rows == [2] * STEPS + [2, 4, 4, 4]
+    ed.edit(x0, [(net, -1.0)], t_edit=500, t_boost=0)  # the same images again: inversions from the cache
+    assert rows[8:] == [2, 4, 4, 4] and ed.cache.hits == 2
+    assert torch.allclose(res.x_T, ed.invert(x0))
