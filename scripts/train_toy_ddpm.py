@@ -212,7 +212,7 @@ def train(args):
     out = Path(args.out)
 
     def info(step_done, seconds):
-        return {"steps_done": step_done, "args": vars(args), "seconds": round(seconds, 1), "machine": machine(),
+        return {"steps_done": step_done, "args": portable_args(args), "seconds": round(seconds, 1), "machine": machine(),
                 "commit": git_commit(), "torch": torch.__version__,
                 "final_loss": sum(losses[-50:]) / max(1, len(losses[-50:])),
                 "loss_every_100_steps": [round(v, 5) for v in losses[::10]],
@@ -272,6 +272,19 @@ def train(args):
     checkpoint(step, seconds)
     print(f"saved {out} after {step} steps in {seconds:.0f} s, loss {info(step, seconds)['final_loss']:.4f}",
           file=sys.stderr)
+    return out
+
+
+def portable_args(args) -> dict:
+    """The arguments as training.json records them: paths relative to the repository when inside it, else the
+    last path component (a file shipped in data/ must not name one machine's folders)."""
+    repo = Path(__file__).resolve().parents[1]
+    out = {}
+    for key, value in vars(args).items():
+        if isinstance(value, str) and key in ("out", "config", "init_from", "state") and Path(value).is_absolute():
+            path = Path(value).resolve()
+            value = str(path.relative_to(repo)) if path.is_relative_to(repo) else path.name
+        out[key] = value
     return out
 
 
