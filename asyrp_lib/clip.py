@@ -115,6 +115,10 @@ class CLIPEncoder(nn.Module):
                              persistent=False)
         self.register_buffer("std", torch.tensor(std or OPENAI_CLIP_STD, dtype=torch.float32).view(1, 3, 1, 1),
                              persistent=False)
+        # The normalisation buffers follow the model: an encoder built around a model already on a GPU works there.
+        first = next(iter(model.parameters()), None)
+        if first is not None:
+            self.mean, self.std = self.mean.to(first.device), self.std.to(first.device)
         self.max_length = int(model.config.text_config.max_position_embeddings)
 
     def train(self, mode: bool = True) -> "CLIPEncoder":  # noqa: D102 - frozen, always eval

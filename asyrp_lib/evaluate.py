@@ -38,6 +38,7 @@ import torch
 from . import toyworld as tw
 
 __all__ = ["label_of", "label_distribution", "tv_distance", "sample_quality", "edit_metrics", "comparison_table",
+           "comparison_verdict",
            "source_faces", "SourceFaces", "compare_methods", "DEV_SEED", "HELDOUT_SEED"]
 
 #: First seed of the development faces (settings, optimising directions): DEV_SEED … DEV_SEED + 9 999.
@@ -239,6 +240,25 @@ def _device_of(module, default):
 _COLUMNS = (("success", "success", "{:.2f}"), ("others_kept", "others kept", "{:.2f}"), ("lpips", "LPIPS", "{:.3f}"),
             ("s_dir", "S_dir", "{:.3f}"), ("face_rate", "face rate", "{:.2f}"),
             ("train_seconds", "train (s)", "{:.1f}"), ("edit_seconds_per_image", "edit (s/img)", "{:.2f}"))
+
+
+def comparison_verdict(results: dict, bar: float = 0.30) -> str:
+    """The paper's claim checked on :func:`compare_methods`' results, in one sentence: for x_T optimisation and the
+    ε-shift, does Asyrp's success beat the baseline's by ≥ ``bar`` at equal or better others kept, and by how much."""
+    a = results.get("Asyrp (f_t)")
+    if a is None:
+        return "No Asyrp row: nothing to compare."
+    said = []
+    for base in ("x_T optimisation", "ε-shift"):
+        b = results.get(base)
+        if b is None:
+            continue
+        gain, kept = a["success"] - b["success"], a["others_kept"] - b["others_kept"]
+        ok = gain >= bar - 1e-9 and kept >= -1e-9
+        said.append(f"against {base}: success {gain * 100:+.0f} points, others kept {kept * 100:+.0f} points — "
+                    + ("beats it as the paper claims" if ok else
+                       f"**does not** beat it by {bar * 100:.0f} points at equal or better others kept"))
+    return "Asyrp (f_t) " + "; ".join(said) + "."
 
 
 def comparison_table(results: dict[str, dict]) -> str:

@@ -31,17 +31,13 @@ from asyrp_lib import toyworld as tw  # noqa: E402
 from asyrp_lib._utils import data_dir  # noqa: E402
 from asyrp_lib.delta_net import DeltaNet  # noqa: E402
 
-# name: (source text, target text, toy attribute, the value it should reach)
-ATTRIBUTES = {
-    "smiling": ("face", "smiling face", "smile", "smiling"),
-    "glasses": ("face", "face with glasses", "glasses", "yes"),
-    "closed_eyes": ("face", "face with closed eyes", "eyes", "closed"),
-}
+# The shipped directions compared; each one's prompts and toy attribute are read from its own delta_net.json.
+NAMES = ("smiling", "glasses", "closed_eyes")
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--only", choices=sorted(ATTRIBUTES), help="one attribute only")
+    p.add_argument("--only", choices=NAMES, help="one direction only")
     p.add_argument("--n-test", type=int, default=32, help="held-out faces per attribute (default 32)")
     p.add_argument("--n-train", type=int, default=8, help="development faces the global Δh and Δε see (default 8)")
     p.add_argument("--epochs", type=int, default=3, help="passes when optimising the global Δh and Δε (default 3)")
@@ -60,16 +56,22 @@ def machine(device: str) -> str:
 
 
 def commit() -> str:
+    """The commit measured, with "+changes" when tracked files differ from it."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return git("rev-parse", "--short", "HEAD") + ("+changes" if git("status", "--porcelain", "-uno") else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
 
 def compare_one(profile, oracle, name: str, folder: Path, args) -> dict:
-    source, target, attribute, value = ATTRIBUTES[name]
     meta = DeltaNet.read_metadata(folder)
+    missing = [k for k in ("source", "target", "attribute", "value") if not meta.get(k)]
+    if missing:
+        raise ValueError(f"{folder}: its delta_net.json lacks {', '.join(missing)} (train it with asyrp train "
+                         f"--attribute/--value, as scripts/train_shipped_directions.sh does)")
+    source, target, attribute, value = (meta[k] for k in ("source", "target", "attribute", "value"))
     train = evaluate.source_faces(attribute, value, args.n_train, seed=evaluate.DEV_SEED, size=profile.image_size,
                                   device=profile.device)
     test = evaluate.source_faces(attribute, value, args.n_test, seed=evaluate.HELDOUT_SEED,
@@ -100,6 +102,7 @@ def write_markdown(path: Path, report: dict) -> None:
         lines.append(f"## {name}: “{r['source']}” → “{r['target']}” (t_edit {r['t_edit']}, "
                      f"t_boost {r['t_boost']} for f_t, {r['n_steps']} DDIM steps)\n")
         lines.append(evaluate.comparison_table(r["results"]) + "\n")
+        lines.append(evaluate.comparison_verdict(r["results"]) + "\n")
     path.write_text("\n".join(lines))
 
 
@@ -116,7 +119,7 @@ def main(argv=None) -> int:
                             "xt_iters": args.xt_iters}, machine=machine(args.device), commit=commit())
     profile = load_profile("toy", device=args.device)
     oracle = tw.Oracle.load(device=profile.device)
-    for name in ([args.only] if args.only else ATTRIBUTES):
+    for name in ([args.only] if args.only else NAMES):
         if name in report["attributes"] and not args.force:
             print(f"{name}: already measured (--force to redo)", file=sys.stderr)
             continue

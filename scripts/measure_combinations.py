@@ -24,25 +24,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from asyrp_lib import evaluate  # noqa: E402
 from asyrp_lib import toyworld as tw  # noqa: E402
 from asyrp_lib._utils import data_dir  # noqa: E402
-
-
-def faces_where(keep, n: int, seed: int):
-    """``n`` toy faces whose attributes satisfy ``keep``, from consecutive seeds starting at ``seed``."""
-    attrs, s = [], seed
-    while len(attrs) < n:
-        attrs += [a for a in tw.sample_attributes(4 * n, seed=s) if keep(a)]
-        s += 1
-    return attrs[:n], tw.render(attrs[:n])
+from asyrp_lib.directions import faces_without  # noqa: E402
 
 
 def measure(editor, oracle, folder: Path, n: int, seed: int) -> dict:
     out = {}
-    _, x = faces_where(lambda a: tw.smile_label(a["smile"]) != "frowning", n, seed)
+    x = evaluate.source_faces("smile", "frowning", n, seed).images
     res = editor.edit(x, [(str(folder / "smiling"), -1.0)], generator=torch.Generator().manual_seed(0),
                       reconstruct=False)
     labels = [tw.smile_label(p["smile"]) for p in oracle.predict(res.edited.clamp(-1, 1))]
     out["smiling_minus_1_frowning"] = labels.count("frowning") / n
-    _, x = faces_where(lambda a: tw.smile_label(a["smile"]) != "smiling" and a["glasses"] == "no", n, seed + 1_000)
+    x = faces_without({"smile": "smiling", "glasses": "yes"}, n, seed + 1_000).images
     res = editor.edit(x, [(str(folder / "smiling"), 1.0), (str(folder / "glasses"), 1.0)],
                       generator=torch.Generator().manual_seed(0), reconstruct=False)
     preds = oracle.predict(res.edited.clamp(-1, 1))

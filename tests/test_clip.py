@@ -204,3 +204,11 @@ def test_bad_templates_and_form(encoder):
         DirectionalCLIPLoss(encoder, "face", "smiling face", templates=["a photo"])
     with pytest.raises(ValueError, match="form"):
         DirectionalCLIPLoss(encoder, "face", "smiling face", form="l2")
+
+
+def test_encoder_follows_its_models_device(tmp_path):
+    """An encoder wrapped around a model that already sits elsewhere (a GPU in practice; "meta" here) puts its
+    normalisation buffers there too, so text and images are sent to the model's device, not the CPU."""
+    model, tokenizer = make_tiny_clip(tmp_path, image_size=32, patch_size=16)
+    enc = CLIPEncoder(model.to("meta"), tokenizer)
+    assert enc.device == torch.device("meta") and enc.std.device == torch.device("meta")

@@ -192,3 +192,15 @@ def test_real_oracle_on_ground_truth_edits():
     assert m["success"] == 1.0 and m["others_kept"] == 1.0 and m["source_success"] == 0.0
     m = ev.edit_metrics(src.images, src.images, attribute="smile", target_value="smiling", oracle=oracle)
     assert m["success"] == 0.0 and m["others_kept"] == 1.0 and m["face_rate"] == 1.0
+
+
+def test_comparison_verdict_says_whether_asyrp_wins_and_by_how_much():
+    row = lambda s, k: {"success": s, "others_kept": k}  # noqa: E731
+    wins = {"Asyrp (f_t)": row(0.9, 0.9), "x_T optimisation": row(0.5, 0.8), "ε-shift": row(0.6, 0.9)}
+    text = ev.comparison_verdict(wins)
+    assert "does not" not in text and "+40 points" in text and "+30 points" in text
+    # a larger success gain bought with others kept is not a win; nor is a gain under the bar
+    text = ev.comparison_verdict({"Asyrp (f_t)": row(0.9, 0.3), "x_T optimisation": row(0.2, 0.5),
+                                  "ε-shift": row(0.7, 0.3)})
+    assert text.count("**does not**") == 2 and "others kept -20 points" in text and "success +20 points" in text
+    assert "nothing to compare" in ev.comparison_verdict({"ε-shift": row(0.1, 0.1)})

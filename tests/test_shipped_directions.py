@@ -13,6 +13,7 @@ from asyrp_lib import evaluate
 from asyrp_lib import toyworld as tw
 from asyrp_lib._utils import data_dir
 from asyrp_lib.delta_net import META_NAME
+from asyrp_lib.directions import faces_without
 
 SHIPPED = {"smiling": ("smile", "smiling"), "glasses": ("glasses", "yes"), "closed_eyes": ("eyes", "closed"),
            "red_hair": ("hair_color", "red")}
@@ -37,15 +38,6 @@ def setup():
 
     profile = load_profile("toy", device="cpu")
     return profile, AsyrpEditor(profile, progress=False), tw.Oracle.load()
-
-
-def faces_where(keep, n=N, seed=TEST_SEED):
-    attrs, s = [], seed
-    while len(attrs) < n:
-        attrs += [a for a in tw.sample_attributes(4 * n, seed=s) if keep(a)]
-        s += 1
-    attrs = attrs[:n]
-    return attrs, tw.render(attrs)
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
@@ -78,7 +70,7 @@ def measured_combination(key: str) -> float:
 
 def test_negative_smiling_frowns(setup):
     _, editor, oracle = setup
-    attrs, x = faces_where(lambda a: tw.smile_label(a["smile"]) == "neutral")
+    x = evaluate.source_faces("smile", "frowning", N, seed=TEST_SEED).images  # smiling and neutral faces
     res = editor.edit(x, [(str(DIRS / "smiling"), -1.0)],
                       generator=torch.Generator().manual_seed(0), reconstruct=False)
     labels = [tw.smile_label(p["smile"]) for p in oracle.predict(res.edited.clamp(-1, 1))]
@@ -88,7 +80,7 @@ def test_negative_smiling_frowns(setup):
 
 def test_two_directions_at_once_give_both(setup):
     _, editor, oracle = setup
-    attrs, x = faces_where(lambda a: tw.smile_label(a["smile"]) != "smiling" and a["glasses"] == "no")
+    x = faces_without({"smile": "smiling", "glasses": "yes"}, N, seed=TEST_SEED).images
     if not shipped("glasses"):
         pytest.skip("glasses is not shipped")
     d = DIRS
