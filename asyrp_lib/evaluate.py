@@ -165,27 +165,9 @@ def edit_metrics(
     ``lpips``, ``s_dir`` (None without the metric), ``face_rate`` and ``source_success`` (the share of sources
     already reading the target value: should be 0).
     """
-    _check_value(attribute, target_value, "target_value")
-    for name, x in (("source_images", source_images), ("edited_images", edited_images)):
-        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3 or x.shape[0] == 0:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"{name}: expected a non-empty tensor (N, 3, H, W) in [-1, 1], got {shape}")
-    if source_images.shape != edited_images.shape:
-        raise ValueError(f"edited_images: expected the shape of source_images {tuple(source_images.shape)}, "
-                         f"got {tuple(edited_images.shape)}")
+    others = _checked_edit_inputs(source_images, edited_images, attribute, target_value, others, source_attrs,
+                                  oracle)
     n = source_images.shape[0]
-    if others is None:
-        others = [a for a in tw.ATTRIBUTES if a != attribute]
-    else:
-        others = list(others)
-        bad = [a for a in others if a not in tw.ATTRIBUTES or a == attribute]
-        if bad:
-            raise ValueError(f"others: expected attribute names other than {attribute!r} from "
-                             f"{', '.join(tw.ATTRIBUTES)}, got {bad}")
-    if source_attrs is not None and len(source_attrs) != n:
-        raise ValueError(f"source_attrs: expected {n} attribute dicts (one per source image), got {len(source_attrs)}")
-    if not hasattr(oracle, "predict"):
-        raise ValueError(f"oracle: expected an object with predict(images) -> list[dict], got {type(oracle).__name__}")
     source = source_images.float().clamp(-1, 1)
     edited = edited_images.float().clamp(-1, 1)
     pred_edit = list(oracle.predict(edited))
@@ -214,16 +196,45 @@ def edit_metrics(
         "source_success": sum(label_of(p, attribute) == target_value for p in pred_source) / n,
     }
     if lpips is not None:
-        dev = _device_of(lpips, source.device)
-        vals = [lpips(source[i:i + batch_size].to(dev), edited[i:i + batch_size].to(dev)).float().cpu()
-                for i in range(0, n, batch_size)]
-        out["lpips"] = float(torch.cat(vals).mean())
-    if clip_loss is not None:
-        dev = _device_of(clip_loss, source.device)
-        vals = [clip_loss.similarity(edited[i:i + batch_size].to(dev), source[i:i + batch_size].to(dev)).float().cpu()
-                for i in range(0, n, batch_size)]
-        out["s_dir"] = float(torch.cat(vals).mean())
+        out["lpips"] = _batched_mean(lpips, lpips, source, edited, batch_size)
+    if clip_loss is not None:  # S_dir takes (edited, source)
+        out["s_dir"] = _batched_mean(clip_loss.similarity, clip_loss, edited, source, batch_size)
     return out
+
+
+def _batched_mean(fn, module, a: torch.Tensor, b: torch.Tensor, batch_size: int) -> float:
+    """Mean of ``fn(a_batch, b_batch) -> (B,)`` over batches, on ``module``'s device."""
+    dev = _device_of(module, a.device)
+    vals = [fn(a[i:i + batch_size].to(dev), b[i:i + batch_size].to(dev)).float().cpu()
+            for i in range(0, a.shape[0], batch_size)]
+    return float(torch.cat(vals).mean())
+
+
+def _checked_edit_inputs(source_images, edited_images, attribute, target_value, others, source_attrs,
+                         oracle) -> list[str]:
+    """:func:`edit_metrics`' argument checks; returns the attributes that must be kept."""
+    _check_value(attribute, target_value, "target_value")
+    for name, x in (("source_images", source_images), ("edited_images", edited_images)):
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3 or x.shape[0] == 0:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"{name}: expected a non-empty tensor (N, 3, H, W) in [-1, 1], got {shape}")
+    if source_images.shape != edited_images.shape:
+        raise ValueError(f"edited_images: expected the shape of source_images {tuple(source_images.shape)}, "
+                         f"got {tuple(edited_images.shape)}")
+    n = source_images.shape[0]
+    if others is None:
+        others = [a for a in tw.ATTRIBUTES if a != attribute]
+    else:
+        others = list(others)
+        bad = [a for a in others if a not in tw.ATTRIBUTES or a == attribute]
+        if bad:
+            raise ValueError(f"others: expected attribute names other than {attribute!r} from "
+                             f"{', '.join(tw.ATTRIBUTES)}, got {bad}")
+    if source_attrs is not None and len(source_attrs) != n:
+        raise ValueError(f"source_attrs: expected {n} attribute dicts (one per source image), got {len(source_attrs)}")
+    if not hasattr(oracle, "predict"):
+        raise ValueError(f"oracle: expected an object with predict(images) -> list[dict], got {type(oracle).__name__}")
+    return others
 
 
 def _device_of(module, default):

@@ -259,6 +259,13 @@ def caption(attrs: dict, rng=None) -> str:
         rng = random.Random(rng)
     if rng.random() < 0.05:
         return rng.choice(("a face", "face", "a cartoon face", "a portrait", "a person"))
+    adjectives, clauses, background = _caption_parts(attrs, rng)
+    return _caption_sentence(adjectives, clauses, background, rng)
+
+
+def _caption_parts(attrs: dict, rng: random.Random) -> tuple[list[str], list[str], str | None]:
+    """The words of one caption, each attribute mentioned or not at random: adjectives before the noun,
+    clauses after it ("with glasses"), and a background phrase (or None)."""
     label = smile_label(float(attrs["smile"]))
     adjectives, clauses = [], []
     if rng.random() < 0.75:
@@ -296,6 +303,12 @@ def caption(attrs: dict, rng=None) -> str:
         colour = attrs["background"]
         background = rng.choice((f"on a {colour} background", f"against a {colour} background",
                                  f"in front of a {colour} background", f"with a {colour} background"))
+    return adjectives, clauses, background
+
+
+def _caption_sentence(adjectives: list[str], clauses: list[str], background: str | None,
+                      rng: random.Random) -> str:
+    """The parts in a random order, joined into one noun phrase ("a smiling face with glasses and red hair")."""
     rng.shuffle(adjectives)
     rng.shuffle(clauses)
     noun = rng.choice(_NOUNS)
