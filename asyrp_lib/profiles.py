@@ -12,7 +12,9 @@ profile        diffusion model (``UNet2DModel``)                 CLIP           
 ``load_profile(name)`` also takes a hub id or a local folder of any ``UNet2DModel`` with a mid block
 (``google/ddpm-ema-church-256``, a folder written by ``save_pretrained`` …); such a profile uses the
 default CLIP. CLIP and LPIPS load lazily, on first use. ``default_profile_name()`` reads
-``ASYRP_PROFILE`` and otherwise picks ``celebahq`` with a CUDA GPU and ``toy`` without.
+``ASYRP_PROFILE`` and otherwise picks ``celebahq`` with a CUDA GPU and ``toy`` without;
+``ASYRP_CLIP`` (a CLIP hub id or folder) and ``ASYRP_STEPS`` (DDIM steps) override a profile's CLIP and
+default steps, so that the notebooks run unedited against other models or at fewer steps.
 """
 from __future__ import annotations
 
@@ -298,12 +300,35 @@ def _random_clip(device: torch.device):
     return CLIPEncoder(model.to(device), tokenizer)
 
 
+def env_clip() -> str | None:
+    """``$ASYRP_CLIP`` (a CLIP hub id or local folder), or None when unset or blank."""
+    return os.environ.get("ASYRP_CLIP", "").strip() or None
+
+
+def env_steps() -> int | None:
+    """``$ASYRP_STEPS`` as a positive int, or None when unset or blank; anything else is a ``ValueError``."""
+    raw = os.environ.get("ASYRP_STEPS", "").strip()
+    if not raw:
+        return None
+    try:
+        steps = int(raw)
+    except ValueError:
+        steps = 0
+    if steps < 1:
+        raise ValueError(f"ASYRP_STEPS: expected a positive whole number of DDIM steps, got {raw!r}")
+    return steps
+
+
 def load_profile(name: str | None = None, device=None, *, clip: str | None = None) -> Profile:
     """Load a profile by name (``celebahq``, ``toy``, ``tiny``), hub id or local U-Net folder.
 
-    ``name=None`` uses ``default_profile_name()``; ``clip`` (hub id or folder) replaces the profile's CLIP. The U-Net is loaded now (eval mode, on ``device``);
-    CLIP and LPIPS when first used.
+    ``name=None`` uses ``default_profile_name()`` (``$ASYRP_PROFILE``); ``clip`` (hub id or folder) replaces the
+    profile's CLIP. The U-Net is loaded now (eval mode, on ``device``); CLIP and LPIPS when first used.
+    Two environment variables change any profile, for running the notebooks unedited against other models
+    or at reduced size: ``$ASYRP_CLIP`` (a CLIP hub id or folder) is the CLIP when ``clip`` is not given, and
+    ``$ASYRP_STEPS`` (a positive int) replaces ``default_steps``, the DDIM steps the notebooks use.
     """
+    steps = env_steps()  # checked first: a bad value fails before any model loads
     if name is None:
         name = default_profile_name()
     if not isinstance(name, str) or not name.strip():
@@ -339,19 +364,27 @@ def load_profile(name: str | None = None, device=None, *, clip: str | None = Non
             return load_lpips("alex", device=dev, random_backbone=spec.lpips_random_backbone)
 
     return Profile(name=spec.name, unet=unet, schedule=schedule, image_size=image_size,
-                   default_steps=spec.default_steps, prompt_pairs=list(spec.prompt_pairs), device=dev,
+                   default_steps=steps or spec.default_steps, prompt_pairs=list(spec.prompt_pairs), device=dev,
                    model_id=model_id, edit_lpips=spec.edit_lpips, boost_lpips=spec.boost_lpips,
                    invert_refine=spec.invert_refine,
-                   _clip_loader=_clip_loader(clip or spec.clip, dev), _lpips_loader=lpips_loader)
+                   _clip_loader=_clip_loader(clip or env_clip() or spec.clip, dev), _lpips_loader=lpips_loader)
 
 
 def load_clip(name: str | None = None, device=None):
-    """Only the CLIP of a named profile (``toy``, ``celebahq``, ``tiny``; default as ``load_profile``).
+    """Only the CLIP of a profile (``toy``, ``celebahq``, ``tiny``; default and ``$ASYRP_CLIP`` as ``load_profile``).
 
-    For work that needs no diffusion model, such as studying the directional loss.
+    For work that needs no diffusion model, such as studying the directional loss. A hub id or U-Net folder
+    (a profile of another model) gets the default CLIP, as in ``load_profile``.
     """
     if name is None:
         name = default_profile_name()
-    if name not in PROFILES:
-        raise ValueError(f"name: expected one of {', '.join(PROFILES)}, got {name!r}")
-    return _clip_loader(PROFILES[name].clip, resolve_device(device))()
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"name: expected one of {', '.join(PROFILES)}, a hub id or a folder; got {name!r}")
+    name = name.strip()
+    if name in PROFILES:
+        spec_clip = PROFILES[name].clip
+    elif Path(name).expanduser().is_dir() or (name.count("/") == 1 and not name.startswith((".", "/", "~"))):
+        spec_clip = PROFILES["celebahq"].clip
+    else:
+        raise ValueError(f"name: expected one of {', '.join(PROFILES)}, a hub id or an existing folder, got {name!r}")
+    return _clip_loader(env_clip() or spec_clip, resolve_device(device))()

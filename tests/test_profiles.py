@@ -126,3 +126,29 @@ def test_celebahq_clip_config_round_trips_through_a_local_folder(tmp_path, tiny)
     assert emb.shape == (2, 512) and torch.allclose(emb.norm(dim=-1), torch.ones(2), atol=1e-5)
     txt = enc.encode_text(["face", "smiling face"])
     assert txt.shape == (2, 512) and not torch.allclose(txt[0], txt[1])
+
+
+def test_asyrp_clip_replaces_the_clip_when_none_is_given(monkeypatch, tmp_path):
+    from asyrp_lib.clip import random_clip
+
+    model, tokenizer = random_clip(image_size=48, patch_size=16, seed=3, folder=tmp_path)
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    monkeypatch.setenv("ASYRP_CLIP", str(tmp_path))
+    assert load_profile("tiny", device="cpu").clip.model.config.vision_config.image_size == 48
+    assert profiles.load_clip("tiny", device="cpu").model.config.vision_config.image_size == 48
+    explicit = load_profile("tiny", device="cpu", clip="random")  # an explicit clip wins over the variable
+    assert explicit.clip.model.config.vision_config.image_size == 32
+    monkeypatch.setenv("ASYRP_CLIP", "  ")  # blank: the profile's own CLIP
+    assert load_profile("tiny", device="cpu").clip.model.config.vision_config.image_size == 32
+
+
+def test_asyrp_steps_overrides_the_default_steps(monkeypatch):
+    monkeypatch.setenv("ASYRP_STEPS", "4")
+    assert load_profile("tiny", device="cpu").default_steps == 4
+    monkeypatch.setenv("ASYRP_STEPS", "")
+    assert load_profile("tiny", device="cpu").default_steps == profiles.PROFILES["tiny"].default_steps
+    for bad in ["0", "-3", "four", "2.5"]:
+        monkeypatch.setenv("ASYRP_STEPS", bad)
+        with pytest.raises(ValueError, match="ASYRP_STEPS.*positive"):
+            load_profile("tiny", device="cpu")
