@@ -5,6 +5,8 @@ Times, each in a new Python process (imports included, as in a notebook's first 
   2. ``asyrp train --profile toy --source face --target "face with glasses" --n-images 16 --epochs 1``
                                                                      — target: a few minutes
   3. ``asyrp demo`` with the direction from 2, at strengths 1 and -1 — target: under a minute
+  4. ``asyrp edit`` of a folder of 16 rendered toy faces at ``--batch-size 16`` with the direction from 2
+     — target: ≤ 1 s per image (the whole command, start-up and inversion included, divided by 16)
 
 Needs ``data/toy_ddpm/`` (or ``$ASYRP_DATA``). The timings depend on the architecture, not on how well the
 weights are trained, except through t_edit: with ``--t-edit`` / ``--t-boost`` given, (2) skips the interval
@@ -74,6 +76,14 @@ def main(argv=None):
         rows["asyrp demo (6 faces, 2 edits)"] = run(
             [py, "-m", "asyrp_lib", "demo", "--direction", direction, "--direction", direction + ":-1",
              "--output", str(Path(tmp) / "demo.png")], env)
+
+        faces = Path(tmp) / "faces"
+        run([py, "-c", "import sys; from asyrp_lib import toyworld as tw; from asyrp_lib.images import save_images; "
+                       "save_images(tw.render(tw.sample_attributes(16, seed=4242)), sys.argv[1], "
+                       "[f'{i:02d}.png' for i in range(16)])", str(faces)], env)
+        edit = run([py, "-m", "asyrp_lib", "edit", "--profile", "toy", "--direction", direction, "--input",
+                    str(faces), "--output", str(Path(tmp) / "edited"), "--batch-size", "16"], env)
+        rows["asyrp edit (16 faces, batch 16), s/img"] = edit / 16
 
     import torch
 
