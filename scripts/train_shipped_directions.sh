@@ -11,26 +11,27 @@
 set -euo pipefail
 N_IMAGES=${N_IMAGES:-32}   # training images, sampled from the toy DDPM
 EPOCHS=${EPOCHS:-2}
-LAMBDA_L1=${LAMBDA_L1:-10}  # weight of the L1 term (TrainConfig's default is 3; see data/MODEL_CARD.md)
+LAMBDA_L1=${LAMBDA_L1:-10}  # weight of the L1 term where a direction names none below (TrainConfig's default is 3)
 N_EVAL=${N_EVAL:-32}       # held-out faces per direction for the metrics
 OUT=${DIRECTIONS_OUT:-data/directions}
 DEVICE_ARGS=${DEVICE:+--device $DEVICE}
 ASYRP=${ASYRP:-python -m asyrp_lib}
 
-# name | source text | target text | toy attribute | value it should reach
-DIRECTIONS='smiling|face|smiling face|smile|smiling
-glasses|face|face with glasses|glasses|yes
-closed_eyes|face|face with closed eyes|eyes|closed
-red_hair|face|face with red hair|hair_color|red'
+# name | source text | target text | toy attribute | value it should reach | λ_L1 (empty: $LAMBDA_L1)
+# red_hair uses 3: at 10 it reached success 0.12 on held-out faces, at 3 0.50 (data/MODEL_CARD.md)
+DIRECTIONS='smiling|face|smiling face|smile|smiling|
+glasses|face|face with glasses|glasses|yes|
+closed_eyes|face|face with closed eyes|eyes|closed|
+red_hair|face|face with red hair|hair_color|red|3'
 
 mkdir -p "$OUT"
-while IFS='|' read -r name source target attribute value; do
+while IFS='|' read -r name source target attribute value lambda_l1; do
   if [ -n "${ONLY:-}" ] && [ "$name" != "$ONLY" ]; then continue; fi
-  echo "== $name: \"$source\" → \"$target\" ($N_IMAGES images, $EPOCHS epochs)" >&2
+  echo "== $name: \"$source\" → \"$target\" ($N_IMAGES images, $EPOCHS epochs, λ_L1 ${lambda_l1:-$LAMBDA_L1})" >&2
   start=$(date +%s)
   # shellcheck disable=SC2086  # DEVICE_ARGS and ASYRP hold several words
   $ASYRP train --profile toy $DEVICE_ARGS --source "$source" --target "$target" --output "$OUT/$name" \
-    --n-images "$N_IMAGES" --epochs "$EPOCHS" --lambda-l1 "$LAMBDA_L1" \
+    --n-images "$N_IMAGES" --epochs "$EPOCHS" --lambda-l1 "${lambda_l1:-$LAMBDA_L1}" \
     --attribute "$attribute" --value "$value" --resume
   echo "   trained in $(( $(date +%s) - start )) s" >&2
   # shellcheck disable=SC2086
