@@ -1,0 +1,81 @@
+"""The exercises' solutions (notebooks/solutions/*.md) against the notebooks' starter cells.
+
+Always: every starter line ``name = ...`` of every notebook has a solution block that assigns it, and every
+solution block is valid Python. With ``ASYRP_RUN_SOLUTIONS=1``: the solved copies (scripts/solve_notebooks.py)
+run top to bottom, check cells included, in the current profile (slow: every exercise trains or edits).
+"""
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+import solve_notebooks as sn  # noqa: E402
+
+NOTEBOOKS = sorted(p for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_every_notebook_has_a_solutions_file():
+    missing = [p.name for p in NOTEBOOKS if not (REPO / "notebooks" / "solutions" / f"{p.stem}.md").is_file()]
+    assert NOTEBOOKS and not missing, missing
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_starter_has_runnable_solution_code(path):
+    blocks = sn.solution_blocks((REPO / "notebooks" / "solutions" / f"{path.stem}.md").read_text())
+    for i, block in enumerate(blocks):
+        try:
+            ast.parse(block)
+        except SyntaxError as e:
+            pytest.fail(f"{path.stem}: solution block {i + 1} is not valid Python: {e}")
+    nb, filled, missing = sn.solve(path)
+    assert not missing, f"{path.stem}: starters without solution code: {missing}"
+    names = [name for _, _, name in sn.starters(json.loads(path.read_text()))]
+    assert filled == names
+    assert not sn.starters(nb), "a starter line survived in the solved notebook"
+    for cell in nb["cells"]:  # the solved notebook's code cells parse (IPython magics aside)
+        if cell["cell_type"] == "code":
+            ast.parse("\n".join(l for l in "".join(cell["source"]).split("\n") if not l.lstrip().startswith(("%", "!"))))
+
+
+def test_solve_replaces_the_starter_line_only(tmp_path):
+    nb = {"cells": [{"cell_type": "code", "source": ["x = ...  # e.g. 3\n", "print(x)"], "outputs": [1],
+                     "execution_count": 4, "metadata": {}}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    (tmp_path / "solutions").mkdir()
+    path = tmp_path / "99_demo.ipynb"
+    path.write_text(json.dumps(nb))
+    assert sn.solution_for("x", ["y = 1", "for x in (1, 2):\n    pass", "x = 2"]) == "for x in (1, 2):\n    pass"
+    assert sn.solution_for("x", ["x == 2", "xx = 1"]) is None
+    old = sn.NOTEBOOKS
+    sn.NOTEBOOKS = tmp_path
+    try:
+        (tmp_path / "solutions" / "99_demo.md").write_text("text\n```python\nx = 3\n```\n")
+        solved, filled, missing = sn.solve(path)
+    finally:
+        sn.NOTEBOOKS = old
+    assert (filled, missing) == (["x"], [])
+    assert "".join(solved["cells"][0]["source"]) == "x = 3\nprint(x)"
+    assert solved["cells"][0]["outputs"] == [] and solved["cells"][0]["execution_count"] is None
+
+
+@pytest.mark.skipif(os.environ.get("ASYRP_RUN_SOLUTIONS") != "1",
+                    reason="executing the solved notebooks is slow; set ASYRP_RUN_SOLUTIONS=1 to run them")
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_solved_notebook_runs(path, tmp_path):
+    subprocess.run([sys.executable, str(REPO / "scripts" / "solve_notebooks.py"), str(tmp_path), path.stem],
+                   check=True)
+    # run from the notebooks folder's copy so that relative paths in the notebooks resolve as they do there
+    solved = REPO / "notebooks" / f".solved_{path.name}"
+    solved.write_text((tmp_path / path.name).read_text())
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+                               "--nbval-current-env", "--nbval-cell-timeout=1200", str(solved)],
+                              cwd=REPO, capture_output=True, text=True)
+    finally:
+        solved.unlink()
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
