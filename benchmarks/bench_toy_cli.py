@@ -6,7 +6,8 @@ Times, each in a new Python process (imports included, as in a notebook's first 
                                                                      — target: a few minutes
   3. ``asyrp demo`` with the direction from 2, at strengths 1 and -1 — target: under a minute
   4. ``asyrp edit`` of a folder of 16 rendered toy faces at ``--batch-size 16`` with the direction from 2
-     — target: ≤ 1 s per image (the whole command, start-up and inversion included, divided by 16)
+     — target: ≤ 1 s per image (the whole command, start-up and inversion included, divided by 16); then
+     the same with ``--precision bf16``
 
 Needs ``data/toy_ddpm/`` (or ``$ASYRP_DATA``). The timings depend on the architecture, not on how well the
 weights are trained, except through t_edit: with ``--t-edit`` / ``--t-boost`` given, (2) skips the interval
@@ -84,6 +85,10 @@ def main(argv=None):
         edit = run([py, "-m", "asyrp_lib", "edit", "--profile", "toy", "--direction", direction, "--input",
                     str(faces), "--output", str(Path(tmp) / "edited"), "--batch-size", "16"], env)
         rows["asyrp edit (16 faces, batch 16), s/img"] = edit / 16
+        edit = run([py, "-m", "asyrp_lib", "edit", "--profile", "toy", "--direction", direction, "--input",
+                    str(faces), "--output", str(Path(tmp) / "edited_bf16"), "--batch-size", "16",
+                    "--precision", "bf16"], env)
+        rows["asyrp edit --precision bf16 (16 faces, batch 16), s/img"] = edit / 16
 
     import torch
 

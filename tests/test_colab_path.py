@@ -283,3 +283,27 @@ def test_hub_id_is_checked_offline_within_seconds(monkeypatch):
     with pytest.raises(HubUnavailableError, match="someone/not-cached"):
         load_profile("someone/not-cached", device="cpu")
     assert time.perf_counter() - start < 10
+
+
+def test_cli_edit_precision_reaches_the_editor(tmp_path, tiny, monkeypatch, capsys):
+    """``asyrp edit --precision bf16`` edits with a bf16 editor (the default stays fp32); a bad value is refused."""
+    monkeypatch.setenv("ASYRP_CACHE", str(tmp_path / "cache"))
+    d = _direction(tiny).save(tmp_path / "dir", model_id=tiny.model_id, source="face", target="smiling face",
+                              t_edit=500, t_boost=250, steps=STEPS, image_size=tiny.image_size)
+    inputs = _write_folder(tmp_path / "in", 2)
+    seen = []
+    real_init = AsyrpEditor.__init__
+
+    def spy(self, *a, **k):
+        seen.append(k.get("precision", "fp32"))
+        real_init(self, *a, **k)
+
+    monkeypatch.setattr(AsyrpEditor, "__init__", spy)
+    for extra in ([], ["--precision", "bf16"]):
+        assert main(["edit", "--profile", "tiny", "--device", "cpu", "--direction", str(d), "--input", str(inputs),
+                     "--output", str(tmp_path / f"out{len(extra)}"), *extra]) == 0
+    assert seen == ["fp32", "bf16"]
+    assert len(list((tmp_path / "out2").glob("*.png"))) == 2
+    with pytest.raises(SystemExit):
+        main(["edit", "--profile", "tiny", "--direction", str(d), "--input", str(inputs), "--output",
+              str(tmp_path / "o"), "--precision", "fp16"])
