@@ -69,13 +69,8 @@ def test_solve_replaces_the_starter_line_only(tmp_path):
 def test_solved_notebook_runs(path, tmp_path):
     subprocess.run([sys.executable, str(REPO / "scripts" / "solve_notebooks.py"), str(tmp_path), path.stem],
                    check=True)
-    # run from the notebooks folder's copy so that relative paths in the notebooks resolve as they do there
-    solved = REPO / "notebooks" / f".solved_{path.name}"
-    solved.write_text((tmp_path / path.name).read_text())
-    try:
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
-                               "--nbval-current-env", "--nbval-cell-timeout=1200", str(solved)],
-                              cwd=REPO, capture_output=True, text=True)
-    finally:
-        solved.unlink()
+    solved = tmp_path / path.name  # run outside the repository's notebooks/, which nbval must not see twice
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+                           "--nbval-current-env", "--nbval-cell-timeout=1200", str(solved)],
+                          cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
