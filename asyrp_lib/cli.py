@@ -133,6 +133,7 @@ def _add_edit(sub) -> None:
     p.add_argument("--steps", type=_positive_int, default=None, help="DDIM steps (default: those the direction "
                    "was trained with)")
     p.add_argument("--seed", type=int, default=0, help="seed of the quality-boosting noise")
+    # _utils.PRECISIONS, written out: the parser is built without importing torch
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="U-Net arithmetic: fp32 (default) or bf16 autocast, about 1.6× faster on a CPU with bf16 "
                         "support and on GPUs; its error against fp32 is in benchmarks/README.md")

@@ -319,6 +319,24 @@ def env_steps() -> int | None:
     return steps
 
 
+def _spec_for(name: str | None) -> ProfileSpec:
+    """The spec of a profile name (``None``: ``default_profile_name()``), or of a hub id / local U-Net folder
+    (a profile of that model with the ``celebahq`` defaults: its CLIP, steps and prompts)."""
+    if name is None:
+        name = default_profile_name()
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"name: expected a profile name ({', '.join(PROFILES)}), a hub id or a folder; got {name!r}")
+    name = name.strip()
+    if name in PROFILES:
+        return PROFILES[name]
+    if Path(name).expanduser().is_dir() or (name.count("/") == 1 and not name.startswith((".", "/", "~"))):
+        default = PROFILES["celebahq"]
+        return ProfileSpec(name=name, unet=name, clip=default.clip, image_size=0, default_steps=default.default_steps,
+                           prompt_pairs=default.prompt_pairs, description=f"U-Net {name}")
+    raise ValueError(f"name: unknown profile {name!r}; expected one of {', '.join(PROFILES)}, "
+                     f"a hub id like 'google/ddpm-ema-church-256', or an existing local folder")
+
+
 def load_profile(name: str | None = None, device=None, *, clip: str | None = None) -> Profile:
     """Load a profile by name (``celebahq``, ``toy``, ``tiny``), hub id or local U-Net folder.
 
@@ -329,21 +347,9 @@ def load_profile(name: str | None = None, device=None, *, clip: str | None = Non
     ``$ASYRP_STEPS`` (a positive int) replaces ``default_steps``, the DDIM steps the notebooks use.
     """
     steps = env_steps()  # checked first: a bad value fails before any model loads
-    if name is None:
-        name = default_profile_name()
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"name: expected a profile name ({', '.join(PROFILES)}), a hub id or a folder; got {name!r}")
-    name = name.strip()
+    spec = _spec_for(name)
+    name = spec.name
     dev = resolve_device(device)
-    if name in PROFILES:
-        spec = PROFILES[name]
-    elif Path(name).expanduser().is_dir() or (name.count("/") == 1 and not name.startswith((".", "/", "~"))):
-        default = PROFILES["celebahq"]
-        spec = ProfileSpec(name=name, unet=name, clip=default.clip, image_size=0, default_steps=default.default_steps,
-                           prompt_pairs=default.prompt_pairs, description=f"U-Net {name}")
-    else:
-        raise ValueError(f"name: unknown profile {name!r}; expected one of {', '.join(PROFILES)}, "
-                         f"a hub id like 'google/ddpm-ema-church-256', or an existing local folder")
     unet, schedule, model_id = _load_unet(spec.unet)
     try:
         HSpaceUNet(unet)  # refuses U-Nets without a mid block (no h-space), with a clear error
@@ -376,15 +382,4 @@ def load_clip(name: str | None = None, device=None):
     For work that needs no diffusion model, such as studying the directional loss. A hub id or U-Net folder
     (a profile of another model) gets the default CLIP, as in ``load_profile``.
     """
-    if name is None:
-        name = default_profile_name()
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"name: expected one of {', '.join(PROFILES)}, a hub id or a folder; got {name!r}")
-    name = name.strip()
-    if name in PROFILES:
-        spec_clip = PROFILES[name].clip
-    elif Path(name).expanduser().is_dir() or (name.count("/") == 1 and not name.startswith((".", "/", "~"))):
-        spec_clip = PROFILES["celebahq"].clip
-    else:
-        raise ValueError(f"name: expected one of {', '.join(PROFILES)}, a hub id or an existing folder, got {name!r}")
-    return _clip_loader(env_clip() or spec_clip, resolve_device(device))()
+    return _clip_loader(env_clip() or _spec_for(name).clip, resolve_device(device))()

@@ -32,6 +32,12 @@ def _direction(tiny, seed=0):
     return net
 
 
+def _saved_direction(tiny, folder):
+    """A random non-zero direction saved as `asyrp train` would, for the CLI tests."""
+    return _direction(tiny).save(folder, model_id=tiny.model_id, source="face", target="smiling face",
+                                 t_edit=500, t_boost=250, steps=STEPS, image_size=tiny.image_size)
+
+
 # ----------------------------------------------------------------------------------------------
 # AsyrpEditor.edit in chunks
 # ----------------------------------------------------------------------------------------------
@@ -83,8 +89,7 @@ def _write_folder(folder, n, size=32):
 
 def test_cli_edit_streams_in_chunks_with_the_same_outputs(tmp_path, tiny, monkeypatch, capsys):
     monkeypatch.setenv("ASYRP_CACHE", str(tmp_path / "cache"))
-    d = _direction(tiny).save(tmp_path / "dir", model_id=tiny.model_id, source="face", target="smiling face",
-                              t_edit=500, t_boost=250, steps=STEPS, image_size=tiny.image_size)
+    d = _saved_direction(tiny, tmp_path / "dir")
     inputs = _write_folder(tmp_path / "in", 3)
     seen = []
     real_edit = AsyrpEditor.edit
@@ -288,8 +293,7 @@ def test_hub_id_is_checked_offline_within_seconds(monkeypatch):
 def test_cli_edit_precision_reaches_the_editor(tmp_path, tiny, monkeypatch, capsys):
     """``asyrp edit --precision bf16`` edits with a bf16 editor (the default stays fp32); a bad value is refused."""
     monkeypatch.setenv("ASYRP_CACHE", str(tmp_path / "cache"))
-    d = _direction(tiny).save(tmp_path / "dir", model_id=tiny.model_id, source="face", target="smiling face",
-                              t_edit=500, t_boost=250, steps=STEPS, image_size=tiny.image_size)
+    d = _saved_direction(tiny, tmp_path / "dir")
     inputs = _write_folder(tmp_path / "in", 2)
     seen = []
     real_init = AsyrpEditor.__init__
@@ -307,3 +311,11 @@ def test_cli_edit_precision_reaches_the_editor(tmp_path, tiny, monkeypatch, caps
     with pytest.raises(SystemExit):
         main(["edit", "--profile", "tiny", "--direction", str(d), "--input", str(inputs), "--output",
               str(tmp_path / "o"), "--precision", "fp16"])
+
+
+def test_cli_precision_choices_are_the_librarys():
+    from asyrp_lib._utils import PRECISIONS
+    from asyrp_lib.cli import build_parser
+
+    edit = build_parser()._subparsers._group_actions[0].choices["edit"]
+    assert next(a for a in edit._actions if a.dest == "precision").choices == PRECISIONS
