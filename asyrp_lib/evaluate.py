@@ -162,8 +162,10 @@ def edit_metrics(
     must be kept (default: all but ``attribute``); ``source_attrs``: ground truth of the sources (e.g.
     ``SourceFaces.attrs``) to compare the others with, instead of the oracle's reading of the sources.
     Edited images are clamped to [-1, 1]. Returns ``n``, ``success``, ``others_kept``, ``kept_by_attribute``,
-    ``lpips``, ``s_dir`` (None without the metric), ``face_rate`` and ``source_success`` (the share of sources
-    already reading the target value: should be 0).
+    ``changes`` (for each other attribute, how often it went from which value to which: ``{"skin":
+    {"dark → medium": 9}}``, so a shortfall in ``others_kept`` says what the edit does instead), ``lpips``,
+    ``s_dir`` (None without the metric), ``face_rate`` and ``source_success`` (the share of sources already
+    reading the target value: should be 0).
     """
     others = _checked_edit_inputs(source_images, edited_images, attribute, target_value, others, source_attrs,
                                   oracle)
@@ -180,16 +182,20 @@ def edit_metrics(
     hit = [f and label_of(p, attribute) == target_value and (attribute != "hair_color" or p["hair"] != "none")
            for p, f in zip(pred_edit, is_face)]
     kept = [_others_kept(r, p, others) for r, p in zip(refs, pred_edit)]
-    by_attr = {}
+    by_attr, changes = {}, {}
     for a in others:
         vals = [k[a] for k in kept if a in k]
         by_attr[a] = sum(vals) / len(vals) if vals else None
+        moves = Counter(f"{label_of(r, a)} → {label_of(p, a)}" for r, p, k in zip(refs, pred_edit, kept)
+                        if a in k and not k[a])
+        changes[a] = dict(sorted(moves.items(), key=lambda kv: (-kv[1], kv[0])))
 
     out = {
         "n": n,
         "success": sum(hit) / n,
         "others_kept": sum(all(k.values()) for k in kept) / n,
         "kept_by_attribute": by_attr,
+        "changes": changes,
         "lpips": None,
         "s_dir": None,
         "face_rate": sum(is_face) / n,

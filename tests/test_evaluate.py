@@ -63,6 +63,9 @@ def test_edit_metrics_known_answers(lookup):
     assert m["kept_by_attribute"]["hair_color"] == pytest.approx(4 / 5)
     assert m["kept_by_attribute"]["hair"] == pytest.approx(6 / 7)
     assert "smile" not in m["kept_by_attribute"]
+    # what changed instead, value to value (hair colour only where both have hair)
+    assert m["changes"] == {"eyes": {}, "glasses": {"no → yes": 1}, "hair": {"short → none": 1},
+                            "hair_color": {"blond → red": 1}, "skin": {}, "background": {}}
     assert m["lpips"] is None and m["s_dir"] is None
 
 
