@@ -454,11 +454,11 @@ def _cmd_evaluate(args) -> int:
     report = {"direction": str(path), "strength": strength, "profile": prof.name, "attribute": attribute,
               "value": value, "first_seed": seed, "steps": steps, "t_edit": res.t_edit,
               "t_boost": res.t_boost, "edit_seconds": round(seconds, 2), **metrics}
-    text = json.dumps(report, indent=1, default=float)
+    text = json.dumps(report, indent=1, default=float, ensure_ascii=False)  # "dark → medium" stays readable
     print(text)
     if args.output is not None:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(text + "\n")
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
         _log(f"wrote {args.output}")
     return 0
 

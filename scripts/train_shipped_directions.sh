@@ -39,7 +39,7 @@ while IFS='|' read -r name source target attribute value lambda_l1; do
     --n "$N_EVAL" --output "$OUT/$name/metrics.json" >/dev/null
   python - "$OUT/$name/metrics.json" <<'EOF'
 import json, sys
-m = json.load(open(sys.argv[1]))
+m = json.load(open(sys.argv[1], encoding='utf-8'))
 print(f"   success {m['success']:.2f}, others kept {m['others_kept']:.2f}, LPIPS {m['lpips']:.3f}, "
       f"S_dir {m['s_dir']:.3f}, t_edit {m['t_edit']}, t_boost {m['t_boost']}", file=sys.stderr)
 EOF

@@ -48,7 +48,7 @@ def test_shipped_direction_edits_fresh_faces(setup, name):
         pytest.skip(f"{name} is not shipped (see data/MODEL_CARD.md)")
     profile, editor, oracle = setup
     attribute, value = SHIPPED[name]
-    measured = json.loads((DIRS / name / "metrics.json").read_text())
+    measured = json.loads((DIRS / name / "metrics.json").read_text(encoding="utf-8"))
     src = evaluate.source_faces(attribute, value, N, seed=TEST_SEED)
     res = editor.edit(src.images, [(str(DIRS / name), 1.0)],
                       generator=torch.Generator().manual_seed(0), reconstruct=False)
