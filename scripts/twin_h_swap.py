@@ -1,0 +1,112 @@
+"""Does the bottleneck h carry an attribute? The twin test on toy faces.
+
+Each face is rendered twice, differing only in one attribute (e.g. smile 0 and smile 0.9), and both renders are
+inverted. Along the first face's own trajectory, h is then replaced by its twin's h at every step t ≥ t_edit
+(Δh_t = h_t(twin) − h_t(face), the skip connections untouched), asymmetrically (eq. 4/5) and symmetrically. If h
+carried the attribute, the face would take on the twin's value; the oracle reads how often it does.
+
+    python scripts/twin_h_swap.py                                  # smile 0 → 0.9, t_edit 580, 300, 0
+    python scripts/twin_h_swap.py --attribute glasses --source no --target yes --json twin_glasses.json
+
+Faces come from evaluate.DEV_SEED + 5_000 onwards (development faces, not the held-out range).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from asyrp_lib import ddim, editing  # noqa: E402
+from asyrp_lib import evaluate as ev  # noqa: E402
+from asyrp_lib import toyworld as tw  # noqa: E402
+from asyrp_lib.process import DeltaH, run_process  # noqa: E402
+
+
+def _value(attribute: str, text: str):
+    return float(text) if attribute == "smile" else text
+
+
+def h_trajectory(profile, x_T: torch.Tensor, timesteps, t_edit: int) -> list[torch.Tensor]:
+    """h_t of the plain DDIM trajectory from ``x_T`` at each step t ≥ ``t_edit``."""
+    sched, hs = profile.schedule, profile.hspace
+    out, x = [], x_T
+    for t, t_prev in zip(timesteps, ddim.previous_timesteps(timesteps)):
+        if t < t_edit:
+            break
+        enc = hs.encode(x, t)
+        out.append(enc.h)
+        a_prev = sched.alphas_cumprod[t_prev] if t_prev >= 0 else torch.tensor(1.0)
+        x = ddim.ddim_step(x, hs.decode(enc), sched.alphas_cumprod[t], a_prev).x_prev
+    return out
+
+
+@torch.no_grad()
+def twin_swap(profile, attribute: str, source, target, *, n: int = 48, seed: int = ev.DEV_SEED + 5_000,
+              t_edits=(580, 300, 0), scales=(1.0, 2.0), n_steps: int | None = None) -> list[dict]:
+    """One row per (t_edit, scale, asymmetric): the share of faces the oracle reads with the twin's value
+    (``success``), the share keeping every other attribute, and LPIPS to the source render."""
+    size = profile.image_size
+    attrs = tw.sample_attributes(n, seed=seed)
+    x_src = tw.render([dict(a, **{attribute: source}) for a in attrs], size=size)
+    x_twin = tw.render([dict(a, **{attribute: target}) for a in attrs], size=size)
+    want = ev.label_of({attribute: target}, attribute)
+    ts = editing.schedule_steps(profile, n_steps)
+    refine = getattr(profile, "invert_refine", 0)
+    dev = profile.hspace.device
+    x_T = ddim.invert(profile.unet, x_src.to(dev), ts, profile.schedule, refine=refine, progress=False)
+    x_T_twin = ddim.invert(profile.unet, x_twin.to(dev), ts, profile.schedule, refine=refine, progress=False)
+    oracle = tw.Oracle.load(device=dev)
+    rows = []
+    for t_edit in t_edits:
+        steps = editing.edit_timesteps(ts, t_edit, profile.schedule.num_train_timesteps)
+        h_src = h_trajectory(profile, x_T, ts, t_edit)
+        h_twin = h_trajectory(profile, x_T_twin, ts, t_edit)
+        delta = {t: b - a for t, a, b in zip(steps, h_src, h_twin)}
+        for scale in scales:
+            for asymmetric in (True, False):
+                def swap(h, t, scale=scale, delta=delta):
+                    return scale * delta[int(torch.as_tensor(t).flatten()[0])]
+                images, _, _ = run_process(profile.hspace, x_T, ts, profile.schedule, edit=DeltaH(swap),
+                                           t_edit=t_edit, asymmetric=asymmetric, progress=False)
+                m = ev.edit_metrics(x_src, images.cpu(), attribute=attribute, target_value=want, oracle=oracle,
+                                    lpips=profile.lpips)
+                rows.append({"t_edit": int(t_edit), "scale": scale, "asymmetric": asymmetric, "n": n,
+                             "success": m["success"], "others_kept": m["others_kept"], "lpips": m["lpips"],
+                             "source_success": m["source_success"]})
+    return rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--profile", default="toy", help="a toy-world profile (default toy)")
+    p.add_argument("--attribute", default="smile", choices=list(tw.ATTRIBUTES))
+    p.add_argument("--source", default="0.0", help="the faces' value (smile: a number in [-1, 1])")
+    p.add_argument("--target", default="0.9", help="the twins' value")
+    p.add_argument("--n", type=int, default=48, help="faces (default 48)")
+    p.add_argument("--t-edit", type=int, action="append", default=None, help="repeatable (default 580, 300, 0)")
+    p.add_argument("--json", default=None, help="also write the rows to this file")
+    args = p.parse_args(argv)
+    from asyrp_lib.profiles import load_profile
+
+    profile = load_profile(args.profile)
+    if not profile.is_toy:
+        raise SystemExit(f"--profile: the twin test needs the toy world's oracle (profile 'toy'), got {args.profile!r}")
+    rows = twin_swap(profile, args.attribute, _value(args.attribute, args.source), _value(args.attribute, args.target),
+                     n=args.n, t_edits=tuple(args.t_edit or (580, 300, 0)))
+    print(f"{args.attribute}: {args.source} → {args.target}, {args.n} faces; h swapped for the twin's at t ≥ t_edit")
+    print("| t_edit | Δh scale | process | reads as the twin | others kept | LPIPS |\n|---:|---:|---|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['t_edit']} | {r['scale']:g} | {'asymmetric' if r['asymmetric'] else 'symmetric'} | "
+              f"{r['success']:.2f} | {r['others_kept']:.2f} | {r['lpips']:.3f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
