@@ -27,8 +27,20 @@ from asyrp_lib import toyworld as tw  # noqa: E402
 from asyrp_lib.process import DeltaH, run_process  # noqa: E402
 
 
-def _value(attribute: str, text: str):
-    return float(text) if attribute == "smile" else text
+def _value(attribute: str, text: str, flag: str):
+    """A value of ``attribute`` from the command line: smile a number in [-1, 1], else one of its values."""
+    allowed = tw.ATTRIBUTES[attribute]
+    if attribute == "smile":
+        try:
+            v = float(text)
+        except ValueError:
+            v = None
+        if v is None or not allowed[0] <= v <= allowed[1]:
+            raise SystemExit(f"{flag}: smile is a number in [{allowed[0]:g}, {allowed[1]:g}], got {text!r}")
+        return v
+    if text not in allowed:
+        raise SystemExit(f"{flag}: {attribute} is one of {', '.join(allowed)}, got {text!r}")
+    return text
 
 
 def h_trajectory(profile, x_T: torch.Tensor, timesteps, t_edit: int) -> list[torch.Tensor]:
@@ -40,8 +52,7 @@ def h_trajectory(profile, x_T: torch.Tensor, timesteps, t_edit: int) -> list[tor
             break
         enc = hs.encode(x, t)
         out.append(enc.h)
-        a_prev = sched.alphas_cumprod[t_prev] if t_prev >= 0 else torch.tensor(1.0)
-        x = ddim.ddim_step(x, hs.decode(enc), sched.alphas_cumprod[t], a_prev).x_prev
+        x = ddim.ddim_step(x, hs.decode(enc), sched.alpha(t), sched.alpha(t_prev)).x_prev
     return out
 
 
@@ -91,13 +102,13 @@ def main(argv=None) -> int:
     p.add_argument("--t-edit", type=int, action="append", default=None, help="repeatable (default 580, 300, 0)")
     p.add_argument("--json", default=None, help="also write the rows to this file")
     args = p.parse_args(argv)
+    source, target = _value(args.attribute, args.source, "--source"), _value(args.attribute, args.target, "--target")
     from asyrp_lib.profiles import load_profile
 
     profile = load_profile(args.profile)
     if not profile.is_toy:
         raise SystemExit(f"--profile: the twin test needs the toy world's oracle (profile 'toy'), got {args.profile!r}")
-    rows = twin_swap(profile, args.attribute, _value(args.attribute, args.source), _value(args.attribute, args.target),
-                     n=args.n, t_edits=tuple(args.t_edit or (580, 300, 0)))
+    rows = twin_swap(profile, args.attribute, source, target, n=args.n, t_edits=tuple(args.t_edit or (580, 300, 0)))
     print(f"{args.attribute}: {args.source} → {args.target}, {args.n} faces; h swapped for the twin's at t ≥ t_edit")
     print("| t_edit | Δh scale | process | reads as the twin | others kept | LPIPS |\n|---:|---:|---|---:|---:|---:|")
     for r in rows:

@@ -38,3 +38,13 @@ def test_rows_for_every_setting_and_a_real_swap(tiny, twin):
 def test_main_refuses_a_profile_without_the_oracle(twin):
     with pytest.raises(SystemExit, match="toy"):
         twin.main(["--profile", "tiny", "--n", "1"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--source", "big"], "--source: smile is a number"),
+    (["--target", "1.5"], "--target: smile is a number"),
+    (["--attribute", "glasses", "--source", "maybe", "--target", "yes"], "--source: glasses is one of no, yes"),
+])
+def test_main_names_a_bad_value(twin, argv, message):
+    with pytest.raises(SystemExit, match=message):
+        twin.main(argv)
