@@ -13,6 +13,11 @@ The loss, per sample, with x_t = sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) ε and SNR_t 
     --min-snr γ > 0       w_t = min(SNR_t, γ) / SNR_t (ε) or min(SNR_t, γ) / (SNR_t + 1) (v)
                           (min-SNR-γ, Hang et al. 2023: the error of P_t weighted by min(SNR_t, γ))
 
+--skip-dropout P      for samples with t >= --skip-dropout-from, each up block's skip inputs are zeroed with
+                      probability P (independently per block and sample), so that the decoder has to read from
+                      the bottleneck h what those skips would have carried (an experiment on making h carry the
+                      attributes; data/MODEL_CARD.md). Sampling and the library always use every skip.
+
 In terms of the error of P_t (the predicted x_0), the plain ε loss weights it by SNR_t, the plain v loss by
 SNR_t + 1. At t = 999 SNR_t is 4·10⁻⁵: an ε-model hardly learns P_t there, and P_t at high t is where a
 sample's colours are decided (measured: model card). A v-model is still used through ε by the library
@@ -77,6 +82,10 @@ def parse_args(argv=None):
     p.add_argument("--state", default=None, help="file for the full training state (model, EMA, optimiser), "
                    "written at every save; with --resume, training continues from it")
     p.add_argument("--resume", action="store_true", help="continue from --state")
+    p.add_argument("--skip-dropout", type=float, default=0.0,
+                   help="probability that an up block's skip connections are zeroed for a sample with "
+                        "t >= --skip-dropout-from (independently per block and sample; 0: off)")
+    p.add_argument("--skip-dropout-from", type=int, default=400)
     p.add_argument("--no-eval", action="store_true")
     p.add_argument("--eval-only", action="store_true", help="no training: evaluate the weights already in --out")
     p.add_argument("--eval-samples", type=int, default=256)
@@ -172,6 +181,32 @@ def init_weights(unet, ema, source: str) -> None:
     print(f"initialised from {src}", file=sys.stderr)
 
 
+def add_skip_dropout(unet, args, generator):
+    """Forward pre-hooks on the up blocks that zero their skip inputs for some samples (--skip-dropout).
+
+    Returns ``set_t(t)``, called with each batch's timesteps before the forward pass. The decoder then has
+    to find in h (the mid block's output) what those skips would have carried; sampling and the library
+    always run with every skip in place."""
+    state = {"t": None}
+
+    def hook(block, inputs):
+        sample, skips, *rest = inputs
+        t = state["t"]
+        if t is None or not block.training:
+            return None
+        keep = torch.rand(t.shape, device=t.device, generator=generator) >= args.skip_dropout
+        keep = (keep | (t < args.skip_dropout_from)).to(sample.dtype).view(-1, 1, 1, 1)
+        return (sample, tuple(s * keep.to(s.dtype) for s in skips), *rest)
+
+    if args.skip_dropout > 0:
+        for block in unet.up_blocks:
+            block.register_forward_pre_hook(hook)
+
+    def set_t(t):
+        state["t"] = t
+    return set_t
+
+
 def train(args):
     from diffusers import UNet2DModel
 
@@ -205,6 +240,7 @@ def train(args):
         g.set_state(st["generator"].cpu())
         losses, step0, elapsed0 = st["losses"], st["step"], st["elapsed"]
         print(f"resumed from {state_file} at step {step0} ({elapsed0:.0f} s done)", file=sys.stderr)
+    set_t = add_skip_dropout(unet, args, g)
     model = torch.compile(unet) if args.compile else unet
     ema_params, train_params = list(ema.parameters()), list(unet.parameters())
 
@@ -244,6 +280,7 @@ def train(args):
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
         for group in opt.param_groups:
             group["lr"] = args.lr * lr_factor(step, elapsed, args)
+        set_t(t)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             pred = model(x_t, t).sample  # the network's own output: v or ε (a plain UNet2DModel here)
         target = noise if args.prediction == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * x0
