@@ -13,10 +13,14 @@ The loss, per sample, with x_t = sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) ε and SNR_t 
     --min-snr γ > 0       w_t = min(SNR_t, γ) / SNR_t (ε) or min(SNR_t, γ) / (SNR_t + 1) (v)
                           (min-SNR-γ, Hang et al. 2023: the error of P_t weighted by min(SNR_t, γ))
 
---skip-dropout P      for samples with t >= --skip-dropout-from, each up block's skip inputs are zeroed with
+--skip-dropout P      for samples with t >= --skip-from, each up block's skip inputs are zeroed with
                       probability P (independently per block and sample), so that the decoder has to read from
-                      the bottleneck h what those skips would have carried (an experiment on making h carry the
-                      attributes; data/MODEL_CARD.md). Sampling and the library always use every skip.
+                      the bottleneck h what those skips would have carried
+--skip-swap P         the batch is made of pairs with the same t and noise; for t >= --skip-from, each up block's
+                      skip inputs are exchanged within a pair with probability P, so that only h tells the
+                      decoder which face of the pair it is denoising
+                      (both are experiments on making h carry the attributes; data/MODEL_CARD.md. Sampling and
+                      the library always use every skip.)
 
 In terms of the error of P_t (the predicted x_0), the plain ε loss weights it by SNR_t, the plain v loss by
 SNR_t + 1. At t = 999 SNR_t is 4·10⁻⁵: an ε-model hardly learns P_t there, and P_t at high t is where a
@@ -84,8 +88,11 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue from --state")
     p.add_argument("--skip-dropout", type=float, default=0.0,
                    help="probability that an up block's skip connections are zeroed for a sample with "
-                        "t >= --skip-dropout-from (independently per block and sample; 0: off)")
-    p.add_argument("--skip-dropout-from", type=int, default=400)
+                        "t >= --skip-from (independently per block and sample; 0: off)")
+    p.add_argument("--skip-swap", type=float, default=0.0,
+                   help="probability that an up block's skip inputs are exchanged between the two faces of a "
+                        "pair (same t and noise) with t >= --skip-from (0: off)")
+    p.add_argument("--skip-from", type=int, default=400, help="timestep from which the skip options act")
     p.add_argument("--no-eval", action="store_true")
     p.add_argument("--eval-only", action="store_true", help="no training: evaluate the weights already in --out")
     p.add_argument("--eval-samples", type=int, default=256)
@@ -181,12 +188,15 @@ def init_weights(unet, ema, source: str) -> None:
     print(f"initialised from {src}", file=sys.stderr)
 
 
-def add_skip_dropout(unet, args, generator):
-    """Forward pre-hooks on the up blocks that zero their skip inputs for some samples (--skip-dropout).
+def add_skip_hooks(unet, args, generator):
+    """Forward pre-hooks on the up blocks for --skip-dropout and --skip-swap; returns ``set_t(t)``, called with
+    each batch's timesteps before the forward pass (``None``: no hook acts).
 
-    Returns ``set_t(t)``, called with each batch's timesteps before the forward pass. The decoder then has
-    to find in h (the mid block's output) what those skips would have carried; sampling and the library
-    always run with every skip in place."""
+    Both act only in training mode and only on samples with t >= --skip-from, independently per up block:
+    --skip-dropout zeroes a sample's skip inputs; --skip-swap exchanges them between the two halves of the
+    batch, whose samples the training loop pairs (same t, same noise, different faces). A swapped sample sees
+    its twin's skips with its own h, and must still predict its own target: the decoder has to take from h
+    what tells the twins apart. Sampling and the library always run with every skip in place."""
     state = {"t": None}
 
     def hook(block, inputs):
@@ -194,11 +204,20 @@ def add_skip_dropout(unet, args, generator):
         t = state["t"]
         if t is None or not block.training:
             return None
-        keep = torch.rand(t.shape, device=t.device, generator=generator) >= args.skip_dropout
-        keep = (keep | (t < args.skip_dropout_from)).to(sample.dtype).view(-1, 1, 1, 1)
-        return (sample, tuple(s * keep.to(s.dtype) for s in skips), *rest)
+        late = t >= args.skip_from
+        if args.skip_swap > 0:
+            half = t.shape[0] // 2
+            swap = (torch.rand(half, device=t.device, generator=generator) < args.skip_swap) & late[:half]
+            order = torch.arange(t.shape[0], device=t.device)
+            order[:half] = torch.where(swap, order[:half] + half, order[:half])
+            order[half:2 * half] = torch.where(swap, order[half:2 * half] - half, order[half:2 * half])
+            skips = tuple(x[order] for x in skips)
+        if args.skip_dropout > 0:
+            keep = (torch.rand(t.shape, device=t.device, generator=generator) >= args.skip_dropout) | ~late
+            skips = tuple(x * keep.to(x.dtype).view(-1, 1, 1, 1) for x in skips)
+        return (sample, skips, *rest)
 
-    if args.skip_dropout > 0:
+    if args.skip_dropout > 0 or args.skip_swap > 0:
         for block in unet.up_blocks:
             block.register_forward_pre_hook(hook)
 
@@ -240,7 +259,7 @@ def train(args):
         g.set_state(st["generator"].cpu())
         losses, step0, elapsed0 = st["losses"], st["step"], st["elapsed"]
         print(f"resumed from {state_file} at step {step0} ({elapsed0:.0f} s done)", file=sys.stderr)
-    set_t = add_skip_dropout(unet, args, g)
+    set_t = add_skip_hooks(unet, args, g)
     model = torch.compile(unet) if args.compile else unet
     ema_params, train_params = list(ema.parameters()), list(unet.parameters())
 
@@ -276,6 +295,9 @@ def train(args):
         x0 = pool[idx].float() / 127.5 - 1
         t = torch.randint(0, schedule.num_train_timesteps, (args.batch,), device=device, generator=g)
         noise = torch.randn(x0.shape, device=device, generator=g)
+        if args.skip_swap > 0:  # pairs (i, i + batch/2): the same t and noise, different faces
+            half = args.batch // 2
+            t[half:2 * half], noise[half:2 * half] = t[:half], noise[:half]
         a = a_bar[t].view(-1, 1, 1, 1)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
         for group in opt.param_groups:
