@@ -101,7 +101,13 @@ def parse_args(argv=None):
                    "(default --seed)")
     p.add_argument("--eval-both-clips", action="store_true",
                    help="also sample with the other clip_sample setting (face rate and max TV)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for flag in ("skip_dropout", "skip_swap"):
+        if not 0.0 <= getattr(args, flag) <= 1.0:
+            p.error(f"--{flag.replace('_', '-')}: a probability in [0, 1], got {getattr(args, flag)}")
+    if args.skip_swap > 0 and args.batch < 2:
+        p.error(f"--skip-swap: pairs need --batch of at least 2, got {args.batch}")
+    return args
 
 
 def render_pool(n: int, seed: int, device) -> torch.Tensor:
@@ -208,9 +214,8 @@ def add_skip_hooks(unet, args, generator):
         if args.skip_swap > 0:
             half = t.shape[0] // 2
             swap = (torch.rand(half, device=t.device, generator=generator) < args.skip_swap) & late[:half]
-            order = torch.arange(t.shape[0], device=t.device)
-            order[:half] = torch.where(swap, order[:half] + half, order[:half])
-            order[half:2 * half] = torch.where(swap, order[half:2 * half] - half, order[half:2 * half])
+            order, pair = torch.arange(t.shape[0], device=t.device), torch.arange(half, device=t.device)
+            order[:half], order[half:2 * half] = pair + half * swap, pair + half * ~swap
             skips = tuple(x[order] for x in skips)
         if args.skip_dropout > 0:
             keep = (torch.rand(t.shape, device=t.device, generator=generator) >= args.skip_dropout) | ~late

@@ -72,15 +72,16 @@ def twin_swap(profile, attribute: str, source, target, *, n: int = 48, seed: int
     x_T = ddim.invert(profile.unet, x_src.to(dev), ts, profile.schedule, refine=refine, progress=False)
     x_T_twin = ddim.invert(profile.unet, x_twin.to(dev), ts, profile.schedule, refine=refine, progress=False)
     oracle = tw.Oracle.load(device=dev)
+    # both h trajectories once, down to the lowest t_edit: each t_edit's swap uses the steps t >= t_edit of them
+    first = min(t_edits)
+    steps = editing.edit_timesteps(ts, first, profile.schedule.num_train_timesteps)
+    delta = {t: b - a for t, a, b in zip(steps, h_trajectory(profile, x_T, ts, first),
+                                         h_trajectory(profile, x_T_twin, ts, first))}
     rows = []
     for t_edit in t_edits:
-        steps = editing.edit_timesteps(ts, t_edit, profile.schedule.num_train_timesteps)
-        h_src = h_trajectory(profile, x_T, ts, t_edit)
-        h_twin = h_trajectory(profile, x_T_twin, ts, t_edit)
-        delta = {t: b - a for t, a, b in zip(steps, h_src, h_twin)}
         for scale in scales:
             for asymmetric in (True, False):
-                def swap(h, t, scale=scale, delta=delta):
+                def swap(h, t, scale=scale):
                     return scale * delta[int(torch.as_tensor(t).flatten()[0])]
                 images, _, _ = run_process(profile.hspace, x_T, ts, profile.schedule, edit=DeltaH(swap),
                                            t_edit=t_edit, asymmetric=asymmetric, progress=False)

@@ -4,6 +4,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from asyrp_lib.profiles import CONFIG_DIR
@@ -60,8 +61,7 @@ def test_skip_dropout_zeroes_skips_only_from_its_timestep_and_only_in_training()
     t = torch.tensor([10, 399, 400, 900])
     with torch.no_grad():
         plain = unet(x, t).sample
-        set_t = mod.add_skip_hooks(unet, _args(skip_dropout=1.0),
-                                     torch.Generator().manual_seed(0))
+        set_t = mod.add_skip_hooks(unet, _args(skip_dropout=1.0), torch.Generator().manual_seed(0))
         set_t(t)
         dropped = unet(x, t).sample
         unet.eval()
@@ -71,31 +71,15 @@ def test_skip_dropout_zeroes_skips_only_from_its_timestep_and_only_in_training()
     assert torch.allclose(eval_out, plain, atol=1e-5)  # eval mode (sampling, the EMA copy): every skip in place
 
 
-def _args(skip_dropout=0.0, skip_swap=0.0, skip_from=400):
-    return argparse.Namespace(skip_dropout=skip_dropout, skip_swap=skip_swap, skip_from=skip_from)
-
-
-def test_skip_swap_gives_each_late_sample_its_twins_skips_with_its_own_h():
-    from asyrp_lib.hspace import HSpaceUNet
-
+def test_skip_options_refuse_bad_values_with_a_clear_message(capsys):
     mod = _script()
-    unet = _unet().train()
-    size = unet.config.sample_size
-    x = torch.randn(4, 3, size, size, generator=torch.Generator().manual_seed(2))
-    t = torch.tensor([100, 900, 100, 900])  # pairs (0, 2) and (1, 3), as the training loop makes them
-    set_t = mod.add_skip_hooks(unet, _args(skip_swap=1.0), torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        set_t(t)
-        swapped = unet(x, t).sample
-        set_t(None)
-        plain = unet(x, t).sample
-        hs = HSpaceUNet(unet)
-        enc = hs.encode(x, t)
-        # own h (rows 1, 3), the twin's skips and time embedding (rows 3, 1: the same t)
-        expected = hs.decode(enc, h=enc.h[[1, 3]], rows=torch.tensor([3, 1]))
-    assert torch.allclose(swapped[[0, 2]], plain[[0, 2]], atol=1e-5)  # t < 400: untouched
-    assert torch.allclose(swapped[[1, 3]], expected, atol=1e-4)
-    assert (swapped[[1, 3]] - plain[[1, 3]]).abs().max() > 1e-3
+    for argv, words in ((["--skip-swap", "1.5"], "--skip-swap: a probability in [0, 1], got 1.5"),
+                        (["--skip-dropout", "-0.1"], "--skip-dropout: a probability in [0, 1]"),
+                        (["--skip-swap", "0.5", "--batch", "1"], "pairs need --batch of at least 2")):
+        with pytest.raises(SystemExit):
+            mod.parse_args(argv)
+        assert words in capsys.readouterr().err
+    assert mod.parse_args(["--skip-swap", "0.5"]).skip_from == 400
 
 
 def test_skip_dropout_zero_probability_registers_nothing():
