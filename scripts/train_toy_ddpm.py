@@ -19,6 +19,9 @@ The loss, per sample, with x_t = sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) ε and SNR_t 
 --skip-swap P         the batch is made of pairs with the same t and noise; for t >= --skip-from, each up block's
                       skip inputs are exchanged within a pair with probability P, so that only h tells the
                       decoder which face of the pair it is denoising
+--swap-pairs twins    with --skip-swap, each pair is a face and its twin: the same face (pose included) with one
+                      attribute, chosen at random, drawn anew; so h has to carry the attributes, and only them
+                      (``random``, the default: two unrelated faces, so h has to carry the whole face)
                       (both are experiments on making h carry the attributes; data/MODEL_CARD.md. Sampling and
                       the library always use every skip.)
 
@@ -92,6 +95,8 @@ def parse_args(argv=None):
     p.add_argument("--skip-swap", type=float, default=0.0,
                    help="probability that an up block's skip inputs are exchanged between the two faces of a "
                         "pair (same t and noise) with t >= --skip-from (0: off)")
+    p.add_argument("--swap-pairs", choices=("random", "twins"), default="random",
+                   help="--skip-swap's pairs: two unrelated faces, or a face and its twin (one attribute drawn anew)")
     p.add_argument("--skip-from", type=int, default=400, help="timestep from which the skip options act")
     p.add_argument("--no-eval", action="store_true")
     p.add_argument("--eval-only", action="store_true", help="no training: evaluate the weights already in --out")
@@ -110,14 +115,38 @@ def parse_args(argv=None):
     return args
 
 
-def render_pool(n: int, seed: int, device) -> torch.Tensor:
-    """n faces as uint8 on ``device`` (rendered in chunks)."""
-    chunks = []
+def twin_attributes(attrs: list[dict], seed: int) -> list[dict]:
+    """Each face's twin: the same face (pose included) with one attribute, uniformly chosen among
+    ``toyworld.ATTRIBUTES`` (the hair colour not on a bald face, where it does not show), changed: a categorical
+    one to another of its values (uniformly), the smile drawn anew from the prior. Which attribute changes does not depend on its value, and the values are independent and
+    uniform there: the twins are distributed as the faces are."""
+    rng = torch.Generator().manual_seed(seed)
+    names = list(toyworld.ATTRIBUTES)
+    fresh = toyworld.sample_attributes(len(attrs), seed=seed)
+    twins = []
+    for a, f in zip(attrs, fresh):
+        visible = [k for k in names if not (k == "hair_color" and a["hair"] == "none")]  # bald: no colour shows
+        k = visible[int(torch.randint(0, len(visible), (1,), generator=rng))]
+        if k == "smile":
+            twins.append(dict(a, smile=f["smile"]))
+        else:
+            values = toyworld.ATTRIBUTES[k]
+            shift = int(torch.randint(1, len(values), (1,), generator=rng))
+            twins.append(dict(a, **{k: values[(values.index(a[k]) + shift) % len(values)]}))
+    return twins
+
+
+def render_pool(n: int, seed: int, device, twins: bool = False):
+    """n faces as uint8 on ``device`` (rendered in chunks); with ``twins``, also each face's twin
+    (``twin_attributes``): a pair of tensors, the faces and their twins, row for row."""
+    chunks, twin_chunks = [], []
     for start in tqdm(range(0, n, 2048), desc="rendering faces", leave=False):
         attrs = toyworld.sample_attributes(min(2048, n - start), seed=seed * 1_000_003 + start)
-        x = toyworld.render(attrs, device=device)
-        chunks.append(((x + 1) * 127.5).round().to(torch.uint8))
-    return torch.cat(chunks)
+        chunks.append(((toyworld.render(attrs, device=device) + 1) * 127.5).round().to(torch.uint8))
+        if twins:
+            twin = twin_attributes(attrs, seed=seed * 1_000_003 + start + 500_000_000)
+            twin_chunks.append(((toyworld.render(twin, device=device) + 1) * 127.5).round().to(torch.uint8))
+    return (torch.cat(chunks), torch.cat(twin_chunks)) if twins else torch.cat(chunks)
 
 
 def git_commit() -> str:
@@ -268,7 +297,10 @@ def train(args):
     model = torch.compile(unet) if args.compile else unet
     ema_params, train_params = list(ema.parameters()), list(unet.parameters())
 
-    pool = render_pool(args.pool, args.seed, device)
+    twins = args.skip_swap > 0 and args.swap_pairs == "twins"
+    pool = render_pool(args.pool, args.seed, device, twins=twins)
+    if twins:
+        pool, twin_pool = pool
     out = Path(args.out)
 
     def info(step_done, seconds):
@@ -297,10 +329,16 @@ def train(args):
             print(f"time limit reached after {step} steps", file=sys.stderr)
             break
         idx = torch.randint(0, pool.shape[0], (args.batch,), device=device, generator=g)
-        x0 = pool[idx].float() / 127.5 - 1
+        if twins:  # the second half of the batch: the first half's twins
+            half = args.batch // 2
+            x0 = pool[idx]
+            x0[half:2 * half] = twin_pool[idx[:half]]
+            x0 = x0.float() / 127.5 - 1
+        else:
+            x0 = pool[idx].float() / 127.5 - 1
         t = torch.randint(0, schedule.num_train_timesteps, (args.batch,), device=device, generator=g)
         noise = torch.randn(x0.shape, device=device, generator=g)
-        if args.skip_swap > 0:  # pairs (i, i + batch/2): the same t and noise, different faces
+        if args.skip_swap > 0:  # pairs (i, i + batch/2): the same t and noise, different faces (or twins)
             half = args.batch // 2
             t[half:2 * half], noise[half:2 * half] = t[:half], noise[:half]
         a = a_bar[t].view(-1, 1, 1, 1)

@@ -87,3 +87,26 @@ def test_skip_dropout_zero_probability_registers_nothing():
     unet = _unet().train()
     mod.add_skip_hooks(unet, _args(), torch.Generator())
     assert all(not block._forward_pre_hooks for block in unet.up_blocks)
+
+
+def test_swap_pairs_twins_differ_in_one_attribute_and_keep_the_prior():
+    from asyrp_lib import toyworld
+
+    mod = _script()
+    faces = toyworld.sample_attributes(1400, seed=11)
+    twins = mod.twin_attributes(faces, seed=12)
+    changed = [[k for k in toyworld.ATTRIBUTES if f[k] != t[k]] for f, t in zip(faces, twins)]
+    assert all(len(c) == 1 for c in changed)  # exactly one attribute differs, never none
+    assert all(f["jitter"] == t["jitter"] for f, t in zip(faces, twins))  # the same pose
+    counts = {k: sum(c == [k] for c in changed) for k in toyworld.ATTRIBUTES}
+    assert min(counts.values()) > 140 and max(counts.values()) < 280, counts  # about 200 each of the 7
+    assert not any(c == ["hair_color"] and f["hair"] == "none" for c, f in zip(changed, faces))  # it would not show
+    for k in toyworld.CATEGORICAL:  # the twins' values stay uniform, as the faces' are
+        share = [sum(t[k] == v for t in twins) / len(twins) for v in toyworld.ATTRIBUTES[k]]
+        assert max(abs(s - 1 / len(share)) for s in share) < 0.06, (k, share)
+    rendered, rendered_twins = mod.render_pool(40, seed=3, device="cpu", twins=True)
+    assert rendered.dtype == rendered_twins.dtype == torch.uint8 and rendered.shape == rendered_twins.shape
+    assert torch.equal(rendered, mod.render_pool(40, seed=3, device="cpu"))  # the faces as without twins
+    assert ((rendered.float() - rendered_twins.float()).abs().amax(dim=(1, 2, 3)) > 0).all()
+    with pytest.raises(SystemExit):
+        mod.parse_args(["--swap-pairs", "siblings"])
