@@ -5,6 +5,10 @@ inverted. Along the first face's own trajectory, h is then replaced by its twin'
 (Δh_t = h_t(twin) − h_t(face), the skip connections untouched), asymmetrically (eq. 4/5) and symmetrically. If h
 carried the attribute, the face would take on the twin's value; the oracle reads how often it does.
 
+The twin's inversion noise differs from the face's, and in a model whose decoder reads h that difference
+travels with the swap. ``--shared-noise`` takes it out: the twin's h_t is then read at the face's own x_t with
+the twins' image difference added, x_t + sqrt(ᾱ_t)·(x_twin − x_face) (the same noise, as in training).
+
     python scripts/twin_h_swap.py                                  # smile 0 → 0.9, t_edit 580, 300, 0
     python scripts/twin_h_swap.py --attribute glasses --source no --target yes --json twin_glasses.json
 
@@ -43,24 +47,28 @@ def _value(attribute: str, text: str, flag: str):
     return text
 
 
-def h_trajectory(profile, x_T: torch.Tensor, timesteps, t_edit: int) -> list[torch.Tensor]:
-    """h_t of the plain DDIM trajectory from ``x_T`` at each step t ≥ ``t_edit``."""
+def h_trajectory(profile, x_T: torch.Tensor, timesteps, t_edit: int, shift: torch.Tensor | None = None
+                 ) -> list[torch.Tensor]:
+    """h_t of the plain DDIM trajectory from ``x_T`` at each step t ≥ ``t_edit``; with ``shift`` (an image
+    difference), h_t read at x_t + sqrt(ᾱ_t)·shift instead, the trajectory itself unchanged."""
     sched, hs = profile.schedule, profile.hspace
     out, x = [], x_T
     for t, t_prev in zip(timesteps, ddim.previous_timesteps(timesteps)):
         if t < t_edit:
             break
         enc = hs.encode(x, t)
-        out.append(enc.h)
+        out.append(enc.h if shift is None else hs.encode(x + sched.alpha(t).sqrt() * shift, t).h)
         x = ddim.ddim_step(x, hs.decode(enc), sched.alpha(t), sched.alpha(t_prev)).x_prev
     return out
 
 
 @torch.no_grad()
 def twin_swap(profile, attribute: str, source, target, *, n: int = 48, seed: int = ev.DEV_SEED + 5_000,
-              t_edits=(580, 300, 0), scales=(1.0, 2.0), n_steps: int | None = None) -> list[dict]:
+              t_edits=(580, 300, 0), scales=(1.0, 2.0), n_steps: int | None = None,
+              shared_noise: bool = False) -> list[dict]:
     """One row per (t_edit, scale, asymmetric): the share of faces the oracle reads with the twin's value
-    (``success``), the share keeping every other attribute, and LPIPS to the source render."""
+    (``success``), the share keeping every other attribute, and LPIPS to the source render. ``shared_noise``:
+    the twin's h_t read on the face's own trajectory (module docstring) instead of the twin's inversion."""
     size = profile.image_size
     attrs = tw.sample_attributes(n, seed=seed)
     x_src = tw.render([dict(a, **{attribute: source}) for a in attrs], size=size)
@@ -70,13 +78,15 @@ def twin_swap(profile, attribute: str, source, target, *, n: int = 48, seed: int
     refine = getattr(profile, "invert_refine", 0)
     dev = profile.hspace.device
     x_T = ddim.invert(profile.unet, x_src.to(dev), ts, profile.schedule, refine=refine, progress=False)
-    x_T_twin = ddim.invert(profile.unet, x_twin.to(dev), ts, profile.schedule, refine=refine, progress=False)
+    x_T_twin = None if shared_noise else ddim.invert(profile.unet, x_twin.to(dev), ts, profile.schedule,
+                                                       refine=refine, progress=False)
     oracle = tw.Oracle.load(device=dev)
     # both h trajectories once, down to the lowest t_edit: each t_edit's swap uses the steps t >= t_edit of them
     first = min(t_edits)
     steps = editing.edit_timesteps(ts, first, profile.schedule.num_train_timesteps)
-    delta = {t: b - a for t, a, b in zip(steps, h_trajectory(profile, x_T, ts, first),
-                                         h_trajectory(profile, x_T_twin, ts, first))}
+    twin_h = (h_trajectory(profile, x_T, ts, first, shift=(x_twin - x_src).to(dev)) if shared_noise
+              else h_trajectory(profile, x_T_twin, ts, first))
+    delta = {t: b - a for t, a, b in zip(steps, h_trajectory(profile, x_T, ts, first), twin_h)}
     rows = []
     for t_edit in t_edits:
         for scale in scales:
@@ -89,7 +99,7 @@ def twin_swap(profile, attribute: str, source, target, *, n: int = 48, seed: int
                                     lpips=profile.lpips)
                 rows.append({"t_edit": int(t_edit), "scale": scale, "asymmetric": asymmetric, "n": n,
                              "success": m["success"], "others_kept": m["others_kept"], "lpips": m["lpips"],
-                             "source_success": m["source_success"]})
+                             "source_success": m["source_success"], "shared_noise": shared_noise})
     return rows
 
 
@@ -101,6 +111,8 @@ def main(argv=None) -> int:
     p.add_argument("--target", default="0.9", help="the twins' value")
     p.add_argument("--n", type=int, default=48, help="faces (default 48)")
     p.add_argument("--t-edit", type=int, action="append", default=None, help="repeatable (default 580, 300, 0)")
+    p.add_argument("--shared-noise", action="store_true",
+                   help="read the twin's h on the face's own trajectory (same noise) instead of the twin's inversion")
     p.add_argument("--json", default=None, help="also write the rows to this file")
     args = p.parse_args(argv)
     source, target = _value(args.attribute, args.source, "--source"), _value(args.attribute, args.target, "--target")
@@ -109,8 +121,10 @@ def main(argv=None) -> int:
     profile = load_profile(args.profile)
     if not profile.is_toy:
         raise SystemExit(f"--profile: the twin test needs the toy world's oracle (profile 'toy'), got {args.profile!r}")
-    rows = twin_swap(profile, args.attribute, source, target, n=args.n, t_edits=tuple(args.t_edit or (580, 300, 0)))
-    print(f"{args.attribute}: {args.source} → {args.target}, {args.n} faces; h swapped for the twin's at t ≥ t_edit")
+    rows = twin_swap(profile, args.attribute, source, target, n=args.n, t_edits=tuple(args.t_edit or (580, 300, 0)),
+                     shared_noise=args.shared_noise)
+    print(f"{args.attribute}: {args.source} → {args.target}, {args.n} faces; h swapped for the twin's at t ≥ t_edit"
+          + (" (the twin's h read with the face's noise)" if args.shared_noise else ""))
     print("| t_edit | Δh scale | process | reads as the twin | others kept | LPIPS |\n|---:|---:|---|---:|---:|---:|")
     for r in rows:
         print(f"| {r['t_edit']} | {r['scale']:g} | {'asymmetric' if r['asymmetric'] else 'symmetric'} | "

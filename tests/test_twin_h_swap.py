@@ -35,6 +35,20 @@ def test_rows_for_every_setting_and_a_real_swap(tiny, twin):
     assert len(h) == 4 and all(x.shape[1:] == tuple(tiny.hspace.h_shape()) for x in h)
 
 
+def test_shared_noise_reads_the_twin_on_the_faces_own_trajectory(tiny, twin):
+    rows = twin.twin_swap(tiny, "glasses", "no", "no", n=2, t_edits=(0,), scales=(1.0,), n_steps=4,
+                          shared_noise=True)  # identical twins: Δh = 0 again, the plain reconstruction
+    assert rows[0]["lpips"] == pytest.approx(rows[1]["lpips"], abs=1e-6) and all(r["shared_noise"] for r in rows)
+    torch.manual_seed(1)
+    size, ts = tiny.image_size, twin.editing.schedule_steps(tiny, 4)
+    x_T, shift = torch.randn(1, 3, size, size), 0.5 * torch.randn(1, 3, size, size)
+    plain, shifted = twin.h_trajectory(tiny, x_T, ts, 0), twin.h_trajectory(tiny, x_T, ts, 0, shift=shift)
+    t = int(ts[0])  # the first step: x_t is x_T itself, so the twin's h is h(x_T + sqrt(ᾱ_t)·shift)
+    want = tiny.hspace.encode(x_T + tiny.schedule.alpha(t).sqrt() * shift, t).h
+    assert torch.allclose(shifted[0], want, atol=1e-5) and not torch.allclose(shifted[0], plain[0], atol=1e-3)
+    assert len(shifted) == len(plain) == 4
+
+
 def test_main_refuses_a_profile_without_the_oracle(twin):
     with pytest.raises(SystemExit, match="toy"):
         twin.main(["--profile", "tiny", "--n", "1"])
