@@ -112,14 +112,17 @@ def parse_args(argv=None):
             p.error(f"--{flag.replace('_', '-')}: a probability in [0, 1], got {getattr(args, flag)}")
     if args.skip_swap > 0 and args.batch < 2:
         p.error(f"--skip-swap: pairs need --batch of at least 2, got {args.batch}")
+    if args.swap_pairs == "twins" and args.skip_swap == 0:
+        p.error("--swap-pairs twins: pairs are made only with --skip-swap P (P > 0)")
     return args
 
 
 def twin_attributes(attrs: list[dict], seed: int) -> list[dict]:
     """Each face's twin: the same face (pose included) with one attribute, uniformly chosen among
     ``toyworld.ATTRIBUTES`` (the hair colour not on a bald face, where it does not show), changed: a categorical
-    one to another of its values (uniformly), the smile drawn anew from the prior. Which attribute changes does not depend on its value, and the values are independent and
-    uniform there: the twins are distributed as the faces are."""
+    one to another of its values (uniformly), the smile drawn anew from the prior. Which attribute changes does
+    not depend on its value, and the values are independent and uniform there: the twins are distributed as the
+    faces are."""
     rng = torch.Generator().manual_seed(seed)
     names = list(toyworld.ATTRIBUTES)
     fresh = toyworld.sample_attributes(len(attrs), seed=seed)
@@ -136,9 +139,9 @@ def twin_attributes(attrs: list[dict], seed: int) -> list[dict]:
     return twins
 
 
-def render_pool(n: int, seed: int, device, twins: bool = False):
-    """n faces as uint8 on ``device`` (rendered in chunks); with ``twins``, also each face's twin
-    (``twin_attributes``): a pair of tensors, the faces and their twins, row for row."""
+def render_pool(n: int, seed: int, device, twins: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """n faces as uint8 on ``device`` (rendered in chunks), and with ``twins`` each face's twin
+    (``twin_attributes``) row for row (else None)."""
     chunks, twin_chunks = [], []
     for start in tqdm(range(0, n, 2048), desc="rendering faces", leave=False):
         attrs = toyworld.sample_attributes(min(2048, n - start), seed=seed * 1_000_003 + start)
@@ -146,7 +149,7 @@ def render_pool(n: int, seed: int, device, twins: bool = False):
         if twins:
             twin = twin_attributes(attrs, seed=seed * 1_000_003 + start + 500_000_000)
             twin_chunks.append(((toyworld.render(twin, device=device) + 1) * 127.5).round().to(torch.uint8))
-    return (torch.cat(chunks), torch.cat(twin_chunks)) if twins else torch.cat(chunks)
+    return torch.cat(chunks), (torch.cat(twin_chunks) if twins else None)
 
 
 def git_commit() -> str:
@@ -297,10 +300,8 @@ def train(args):
     model = torch.compile(unet) if args.compile else unet
     ema_params, train_params = list(ema.parameters()), list(unet.parameters())
 
-    twins = args.skip_swap > 0 and args.swap_pairs == "twins"
-    pool = render_pool(args.pool, args.seed, device, twins=twins)
-    if twins:
-        pool, twin_pool = pool
+    pool, twin_pool = render_pool(args.pool, args.seed, device, twins=args.swap_pairs == "twins")
+    half = args.batch // 2  # --skip-swap's pairs: (i, i + half)
     out = Path(args.out)
 
     def info(step_done, seconds):
@@ -329,17 +330,13 @@ def train(args):
             print(f"time limit reached after {step} steps", file=sys.stderr)
             break
         idx = torch.randint(0, pool.shape[0], (args.batch,), device=device, generator=g)
-        if twins:  # the second half of the batch: the first half's twins
-            half = args.batch // 2
-            x0 = pool[idx]
+        x0 = pool[idx]
+        if twin_pool is not None:  # the second half of the batch: the first half's twins
             x0[half:2 * half] = twin_pool[idx[:half]]
-            x0 = x0.float() / 127.5 - 1
-        else:
-            x0 = pool[idx].float() / 127.5 - 1
+        x0 = x0.float() / 127.5 - 1
         t = torch.randint(0, schedule.num_train_timesteps, (args.batch,), device=device, generator=g)
         noise = torch.randn(x0.shape, device=device, generator=g)
-        if args.skip_swap > 0:  # pairs (i, i + batch/2): the same t and noise, different faces (or twins)
-            half = args.batch // 2
+        if args.skip_swap > 0:  # pairs (i, i + half): the same t and noise, different faces (or twins)
             t[half:2 * half], noise[half:2 * half] = t[:half], noise[:half]
         a = a_bar[t].view(-1, 1, 1, 1)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise

@@ -47,19 +47,21 @@ def _value(attribute: str, text: str, flag: str):
     return text
 
 
-def h_trajectory(profile, x_T: torch.Tensor, timesteps, t_edit: int, shift: torch.Tensor | None = None
-                 ) -> list[torch.Tensor]:
-    """h_t of the plain DDIM trajectory from ``x_T`` at each step t ≥ ``t_edit``; with ``shift`` (an image
-    difference), h_t read at x_t + sqrt(ᾱ_t)·shift instead, the trajectory itself unchanged."""
+def h_trajectory(profile, x_T: torch.Tensor, timesteps, t_edit: int, shift: torch.Tensor | None = None):
+    """h_t of the plain DDIM trajectory from ``x_T`` at each step t ≥ ``t_edit`` (a list). With ``shift`` (an
+    image difference), in the same pass also h_t read at x_t + sqrt(ᾱ_t)·shift: a pair of lists, plain and
+    shifted (the trajectory itself is the plain one)."""
     sched, hs = profile.schedule, profile.hspace
-    out, x = [], x_T
+    plain, shifted, x = [], [], x_T
     for t, t_prev in zip(timesteps, ddim.previous_timesteps(timesteps)):
         if t < t_edit:
             break
         enc = hs.encode(x, t)
-        out.append(enc.h if shift is None else hs.encode(x + sched.alpha(t).sqrt() * shift, t).h)
+        plain.append(enc.h)
+        if shift is not None:
+            shifted.append(hs.encode(x + sched.alpha(t).sqrt() * shift, t).h)
         x = ddim.ddim_step(x, hs.decode(enc), sched.alpha(t), sched.alpha(t_prev)).x_prev
-    return out
+    return plain if shift is None else (plain, shifted)
 
 
 @torch.no_grad()
@@ -84,9 +86,11 @@ def twin_swap(profile, attribute: str, source, target, *, n: int = 48, seed: int
     # both h trajectories once, down to the lowest t_edit: each t_edit's swap uses the steps t >= t_edit of them
     first = min(t_edits)
     steps = editing.edit_timesteps(ts, first, profile.schedule.num_train_timesteps)
-    twin_h = (h_trajectory(profile, x_T, ts, first, shift=(x_twin - x_src).to(dev)) if shared_noise
-              else h_trajectory(profile, x_T_twin, ts, first))
-    delta = {t: b - a for t, a, b in zip(steps, h_trajectory(profile, x_T, ts, first), twin_h)}
+    if shared_noise:
+        h_src, h_twin = h_trajectory(profile, x_T, ts, first, shift=(x_twin - x_src).to(dev))
+    else:
+        h_src, h_twin = h_trajectory(profile, x_T, ts, first), h_trajectory(profile, x_T_twin, ts, first)
+    delta = {t: b - a for t, a, b in zip(steps, h_src, h_twin)}
     rows = []
     for t_edit in t_edits:
         for scale in scales:

@@ -75,7 +75,8 @@ def test_skip_options_refuse_bad_values_with_a_clear_message(capsys):
     mod = _script()
     for argv, words in ((["--skip-swap", "1.5"], "--skip-swap: a probability in [0, 1], got 1.5"),
                         (["--skip-dropout", "-0.1"], "--skip-dropout: a probability in [0, 1]"),
-                        (["--skip-swap", "0.5", "--batch", "1"], "pairs need --batch of at least 2")):
+                        (["--skip-swap", "0.5", "--batch", "1"], "pairs need --batch of at least 2"),
+                        (["--swap-pairs", "twins"], "--swap-pairs twins: pairs are made only with --skip-swap")):
         with pytest.raises(SystemExit):
             mod.parse_args(argv)
         assert words in capsys.readouterr().err
@@ -106,7 +107,8 @@ def test_swap_pairs_twins_differ_in_one_attribute_and_keep_the_prior():
         assert max(abs(s - 1 / len(share)) for s in share) < 0.06, (k, share)
     rendered, rendered_twins = mod.render_pool(40, seed=3, device="cpu", twins=True)
     assert rendered.dtype == rendered_twins.dtype == torch.uint8 and rendered.shape == rendered_twins.shape
-    assert torch.equal(rendered, mod.render_pool(40, seed=3, device="cpu"))  # the faces as without twins
+    faces_alone, none = mod.render_pool(40, seed=3, device="cpu")
+    assert torch.equal(rendered, faces_alone) and none is None  # the faces as without twins
     assert ((rendered.float() - rendered_twins.float()).abs().amax(dim=(1, 2, 3)) > 0).all()
     with pytest.raises(SystemExit):
         mod.parse_args(["--swap-pairs", "siblings"])

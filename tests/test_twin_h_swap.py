@@ -42,7 +42,9 @@ def test_shared_noise_reads_the_twin_on_the_faces_own_trajectory(tiny, twin):
     torch.manual_seed(1)
     size, ts = tiny.image_size, twin.editing.schedule_steps(tiny, 4)
     x_T, shift = torch.randn(1, 3, size, size), 0.5 * torch.randn(1, 3, size, size)
-    plain, shifted = twin.h_trajectory(tiny, x_T, ts, 0), twin.h_trajectory(tiny, x_T, ts, 0, shift=shift)
+    plain = twin.h_trajectory(tiny, x_T, ts, 0)
+    plain_again, shifted = twin.h_trajectory(tiny, x_T, ts, 0, shift=shift)
+    assert all(torch.equal(a, b) for a, b in zip(plain, plain_again))  # one pass gives the plain h as well
     t = int(ts[0])  # the first step: x_t is x_T itself, so the twin's h is h(x_T + sqrt(ᾱ_t)·shift)
     want = tiny.hspace.encode(x_T + tiny.schedule.alpha(t).sqrt() * shift, t).h
     assert torch.allclose(shifted[0], want, atol=1e-5) and not torch.allclose(shifted[0], plain[0], atol=1e-3)
