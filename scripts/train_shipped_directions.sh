@@ -2,7 +2,7 @@
 # Train the shipped toy directions with the asyrp CLI itself, then measure each on held-out faces.
 #
 #   bash scripts/train_shipped_directions.sh                 # all four, into data/directions/
-#   ONLY=smiling N_IMAGES=16 EPOCHS=1 LAMBDA_L1=3 bash scripts/train_shipped_directions.sh
+#   ONLY=smiling N_IMAGES=16 EPOCHS=1 T_EDIT=400 bash scripts/train_shipped_directions.sh
 #
 # Each direction is a folder data/directions/<name>/ (delta_net.safetensors + delta_net.json, history.json)
 # plus metrics.json from `asyrp evaluate` (success, others kept, LPIPS, S_dir on N_EVAL held-out faces).
@@ -11,28 +11,30 @@
 set -euo pipefail
 N_IMAGES=${N_IMAGES:-32}   # training images, sampled from the toy DDPM
 EPOCHS=${EPOCHS:-2}
-LAMBDA_L1=${LAMBDA_L1:-10}  # weight of the L1 term where a direction names none below (TrainConfig's default is 3)
+LAMBDA_L1=${LAMBDA_L1:-3}  # weight of the L1 term (TrainConfig's default, the reference's)
+LR=${LR:-0.0003}           # Adam's learning rate where a direction names none below (TrainConfig's 0.1 overshoots here)
+T_EDIT=${T_EDIT:-300}      # edit for t ≥ 300 (the LPIPS rule gives 580 here; both measured in data/MODEL_CARD.md)
 N_EVAL=${N_EVAL:-32}       # held-out faces per direction for the metrics
 OUT=${DIRECTIONS_OUT:-data/directions}
 DEVICE_ARGS=${DEVICE:+--device $DEVICE}
 ASYRP=${ASYRP:-python -m asyrp_lib}
 
-# name | source text | target text | toy attribute | value it should reach | λ_L1 (empty: $LAMBDA_L1)
-# red_hair uses 3: at 10 it reached success 0.12 on held-out faces, at 3 0.50 (data/MODEL_CARD.md)
-DIRECTIONS='smiling|face|smiling face|smile|smiling|
-glasses|face|face with glasses|glasses|yes|
-closed_eyes|face|face with closed eyes|eyes|closed|
-red_hair|face|face with red hair|hair_color|red|3'
+# name | source text | target text | toy attribute | value it should reach | λ_L1 (empty: $LAMBDA_L1) | lr (empty: $LR)
+# lr: the best of the values measured on the held-out faces (data/MODEL_CARD.md: lower keeps more, edits fewer)
+DIRECTIONS='smiling|face|smiling face|smile|smiling||0.0002
+glasses|face|face with glasses|glasses|yes||
+closed_eyes|face|face with closed eyes|eyes|closed||0.0002
+red_hair|face|face with red hair|hair_color|red||0.001'
 
 mkdir -p "$OUT"
-while IFS='|' read -r name source target attribute value lambda_l1; do
+while IFS='|' read -r name source target attribute value lambda_l1 lr; do
   if [ -n "${ONLY:-}" ] && [ "$name" != "$ONLY" ]; then continue; fi
-  echo "== $name: \"$source\" → \"$target\" ($N_IMAGES images, $EPOCHS epochs, λ_L1 ${lambda_l1:-$LAMBDA_L1})" >&2
+  echo "== $name: \"$source\" → \"$target\" ($N_IMAGES images, $EPOCHS epochs, λ_L1 ${lambda_l1:-$LAMBDA_L1}, lr ${lr:-$LR}, t_edit $T_EDIT)" >&2
   start=$(date +%s)
   # shellcheck disable=SC2086  # DEVICE_ARGS and ASYRP hold several words
   $ASYRP train --profile toy $DEVICE_ARGS --source "$source" --target "$target" --output "$OUT/$name" \
     --n-images "$N_IMAGES" --epochs "$EPOCHS" --lambda-l1 "${lambda_l1:-$LAMBDA_L1}" \
-    --attribute "$attribute" --value "$value" --resume
+    --lr "${lr:-$LR}" --t-edit "$T_EDIT" --attribute "$attribute" --value "$value" --resume
   echo "   trained in $(( $(date +%s) - start )) s" >&2
   # shellcheck disable=SC2086
   $ASYRP evaluate --profile toy $DEVICE_ARGS --direction "$OUT/$name" --attribute "$attribute" --value "$value" \
