@@ -60,7 +60,8 @@ def parse_args(argv=None):
 def machine(device: str) -> str:
     if device.startswith("cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+    n = torch.get_num_threads()
+    return f"CPU ({platform.machine()}, {n} thread{'' if n == 1 else 's'})"
 
 
 def commit() -> str:
