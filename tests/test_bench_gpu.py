@@ -1,21 +1,18 @@
 """benchmarks/bench_gpu.py in its reduced mode (tiny profile, 32×32, 4 steps, CPU): it runs, both ways make
 images of the same shape, and the JSON row and the README row hold what issue 15 asks for."""
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import pytest
+from _scripts import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_gpu", ROOT / "benchmarks" / "bench_gpu.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/bench_gpu.py")
 
 
 @pytest.mark.slow

@@ -6,7 +6,6 @@ finds the celebahq profile's CLIP (openai/clip-vit-base-patch16) with the hub of
 noise, not faces: these tests check the code path (loading, sampling, inversion, training, editing a folder in
 chunks, refusals), not the quality of the results.
 """
-import importlib.util
 import json
 import os
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _scripts import load_script
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,10 +23,7 @@ SIZE = 64
 
 
 def _standin_module():
-    spec = importlib.util.spec_from_file_location("make_celebahq_standin", ROOT / "scripts" / "make_celebahq_standin.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/make_celebahq_standin.py")
 
 
 @pytest.fixture(scope="module")

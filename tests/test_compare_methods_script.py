@@ -1,11 +1,11 @@
 """scripts/compare_methods.py --only-f-t: measures the Asyrp (f_t) row again with the current direction and keeps
 the stored baselines, but only where they were measured at the direction's t_edit, steps and prompts."""
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+from _scripts import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "data" / "directions" / "smiling"
@@ -13,10 +13,7 @@ SHIPPED = ROOT / "data" / "directions" / "smiling"
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("compare_methods", ROOT / "scripts" / "compare_methods.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/compare_methods.py")
 
 
 def stored_comparison(folder: Path, n: int, **override) -> dict:

@@ -1,22 +1,16 @@
 """scripts/train_toy_ddpm.py's --skip-dropout and --skip-swap hooks, on the tiny profile's random U-Net (seconds)."""
 import argparse
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
+from _scripts import load_script
 
 from asyrp_lib.profiles import CONFIG_DIR
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_toy_ddpm.py"
-
 
 def _script():
-    spec = importlib.util.spec_from_file_location("train_toy_ddpm", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/train_toy_ddpm.py")
 
 
 def _unet():

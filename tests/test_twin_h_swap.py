@@ -1,19 +1,13 @@
 """scripts/twin_h_swap.py: the h-swap diagnostic on the tiny profile (random weights: shapes and invariants only)."""
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "twin_h_swap.py"
+from _scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def twin():
-    spec = importlib.util.spec_from_file_location("twin_h_swap", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/twin_h_swap.py")
 
 
 def test_identical_twins_change_nothing(tiny, twin):
