@@ -60,6 +60,16 @@ def _positive_float(value: str) -> float:
     return v
 
 
+def _share(value: str) -> float:
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a share in [0, 1), got {value!r}") from None
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError(f"expected a share in [0, 1), got {value!r}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asyrp", description="Semantic image editing in the h-space of "
                                      "diffusion models (Asyrp): the asyrp-course command line.")
@@ -111,6 +121,10 @@ def _add_train(sub) -> None:
     p.add_argument("--l1-target", choices=("unedited", "current"), default="unedited",
                    help="what the L1 term compares P_t^edit with: P_t of the unedited trajectory (default, as the "
                         "reference implementation) or P_t at the edited latent")
+    p.add_argument("--l1-spare", type=_share, default=0.0, metavar="SHARE",
+                   help="share of each image's most-changed pixels the L1 term leaves out, so that a large edit "
+                        "keeps its region while the rest of the face is held (default 0: the plain mean, as the "
+                        "reference implementation)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
     p.add_argument("--attribute", default=None, help="toy world: the attribute this direction should change "
                    "(e.g. smile), recorded in the checkpoint for asyrp evaluate")
@@ -222,7 +236,8 @@ def _cmd_train(args) -> int:
     cfg = TrainConfig(source=args.source or "", target=args.target or "",
                       n_steps=args.steps or prof.default_steps, t_edit=args.t_edit, t_boost=args.t_boost,
                       epochs=args.epochs, batch_size=args.batch_size, n_images=args.n_images, seed=args.seed,
-                      save_every_seconds=args.save_every, l1_target=args.l1_target)
+                      save_every_seconds=args.save_every, l1_target=args.l1_target,
+                      l1_spare=args.l1_spare)
     if args.lr is not None:
         cfg.lr = args.lr
     if args.lambda_l1 is not None:

@@ -74,6 +74,7 @@ class TrainConfig:
     clip_loss_form: str = "log"  # "log": -log((1 + cos)/2) (the reference's), or "cosine": 1 - cos (eq. 3)
     l1_target: str = "unedited"  # P_t^source: "unedited" trajectory (the reference's) or "current" x_t
     l1_text_weight: bool = True  # λ_L1 × cos(E_T(source), E_T(target)), as the reference does
+    l1_spare: float = 0.0  # share of each image's most-changed pixels the L1 term leaves out (0: the reference's)
     lr: float = 0.1  # Adam learning rate (the reference uses SGD at 0.5 with a step decay; SGD was no better here)
     epochs: int = 1  # passes over the training images
     batch_size: int = 4  # images per batch; one optimizer step per (batch, timestep)
@@ -105,14 +106,14 @@ class TrainConfig:
             raise ValueError(f"trajectory: expected 'edited' or 'original', got {self.trajectory!r}")
         if self.clip_loss_form not in ("log", "cosine"):
             raise ValueError(f"clip_loss_form: expected 'log' or 'cosine', got {self.clip_loss_form!r}")
-        self.loss  # checks λ_clip, λ_L1 and l1_target
+        self.loss  # checks λ_clip, λ_L1, l1_target and l1_spare
         return self
 
     @property
     def loss(self) -> AsyrpLoss:
         """The loss settings (:class:`asyrp_lib.loss.AsyrpLoss`) of this configuration."""
         return AsyrpLoss(lambda_clip=self.lambda_clip, lambda_l1=self.lambda_l1, clip_form=self.clip_loss_form,
-                         l1_target=self.l1_target, l1_text_weight=self.l1_text_weight)
+                         l1_target=self.l1_target, l1_text_weight=self.l1_text_weight, l1_spare=self.l1_spare)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":

@@ -35,11 +35,12 @@ def test_train_edit_intervals_end_to_end(tmp_path, env):
     out = tmp_path / "dir"
     r = run("train", "--profile", "tiny", "--device", "cpu", "--source", "face", "--target", "smiling face",
             "--output", str(out), "--n-images", "2", "--steps", "2", "--epochs", "1", "--batch-size", "2",
-            "--t-edit", "500", "--t-boost", "0", env=env)
+            "--t-edit", "500", "--t-boost", "0", "--l1-spare", "0.2", env=env)
     assert r.returncode == 0, r.stderr
     assert "wrote" in r.stderr and "1 steps" in r.stderr
     meta = json.loads((out / "delta_net.json").read_text())
     assert meta["target"] == "smiling face" and meta["steps"] == 2 and meta["t_edit"] == 500
+    assert meta["training"]["l1_spare"] == 0.2 and meta["training"]["l1_target"] == "unedited"
 
     inputs = write_inputs(tmp_path / "in")
     r = run("edit", "--profile", "tiny", "--device", "cpu", "--direction", f"{out}:-1.5", "--direction", str(out),
@@ -103,6 +104,9 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path, capsys, monkeypatch):
     code, msg = err("edit", "--profile", "tiny", "--device", "cpu", "--direction", "glasses", "--input",
                     str(tmp_path / "ok.png"), "--output", str(tmp_path / "o"), "--t-edit", "1200", "--t-boost", "0")
     assert code == 2 and "t_edit: expected an integer timestep in [0, 999]" in msg
+    with pytest.raises(SystemExit) as exc:  # argparse: a share must lie in [0, 1)
+        main(["train", "--source", "a", "--target", "b", "--output", "o", "--l1-spare", "1"])
+    assert exc.value.code == 2 and "--l1-spare: expected a share in [0, 1), got '1'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:  # argparse: not a timestep at all
         main(["edit", "--direction", "x", "--input", "i", "--output", "o", "--t-edit", "-5"])
     assert exc.value.code == 2 and "expected an integer timestep ≥ 0" in capsys.readouterr().err

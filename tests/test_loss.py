@@ -6,7 +6,7 @@ import torch
 
 from asyrp_lib import ddim
 from asyrp_lib.clip import DirectionalCLIPLoss
-from asyrp_lib.loss import AsyrpLoss
+from asyrp_lib.loss import AsyrpLoss, l1_distance
 from asyrp_lib.process import DeltaH, reverse_process
 
 TS = ddim.timesteps(4)  # [750, 500, 250, 0]
@@ -86,3 +86,36 @@ def test_text_weight_off_and_bad_settings(tiny, setup):
         AsyrpLoss().terms(plain, clip_loss, src)
     with pytest.raises(ValueError, match="lambda_l1"):
         AsyrpLoss(lambda_l1=-1)
+
+
+def test_l1_spare_leaves_out_the_most_changed_pixels():
+    a = torch.zeros(2, 3, 4, 4)
+    b = torch.zeros(2, 3, 4, 4)
+    b[0, :, 0, :] = 1.0  # image 0: one row of 4 pixels changed by 1 in every channel (a "region")
+    b[0, 0, 3, 3] = 0.3  # ... and one pixel by 0.3 in one channel only (0.1 averaged over channels)
+    b[1, 1, 2, 2] = 0.6  # image 1: one pixel, 0.2 averaged over channels
+    assert float(l1_distance(a, b)) == pytest.approx((12 + 0.3 + 0.6) / 96)  # spare 0: the plain mean
+    # spare 0.25 = 4 of 16 pixels left out per image: image 0's region goes (the stray pixel stays charged);
+    # image 1's changed pixel goes too, with three unchanged ones
+    assert float(l1_distance(a, b, 0.25)) == pytest.approx((0.1 / 12 + 0.0) / 2)
+    # the gradient reaches only the pixels still charged
+    x = b.clone().requires_grad_(True)
+    l1_distance(x, a, 0.25).backward()
+    assert x.grad[0, :, 0, :].abs().sum() == 0 and x.grad[0, 0, 3, 3] > 0
+
+
+def test_l1_spare_in_the_loss_and_its_bounds(tiny, setup):
+    clip_loss, x0, x_T, dh = setup
+    src = clip_loss.encoder.encode_image(x0)
+    step = list(reverse_process(tiny.hspace, x_T, TS, tiny.schedule, edit=DeltaH(dh), t_edit=250,
+                                reconstruct=True, until_edit_done=True))[-1]
+    plain = AsyrpLoss().terms(step, clip_loss, src)
+    spared = AsyrpLoss(l1_spare=0.5).terms(step, clip_loss, src)
+    diff = (step.pred_x0[:step.n] - step.pred_x0_unedited).abs().mean(dim=1).flatten(1)
+    expected = diff.sort(dim=1).values[:, : diff.shape[1] // 2].mean()  # the less-changed half of each image
+    torch.testing.assert_close(spared.l1.detach(), expected.detach(), atol=1e-6, rtol=1e-5)
+    assert float(spared.l1) < float(plain.l1)
+    torch.testing.assert_close(spared.clip, plain.clip)  # the directional term is untouched
+    for bad in (-0.1, 1.0, True, "0.2"):
+        with pytest.raises(ValueError, match="l1_spare"):
+            AsyrpLoss(l1_spare=bad)
