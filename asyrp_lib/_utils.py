@@ -108,6 +108,13 @@ def check_number(value, name: str, *, positive: bool = False) -> float:
     return float(value)
 
 
+def check_share(value, name: str) -> float:
+    """A number in [0, 1) (not a bool, not NaN), or a ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"{name}: expected a share in [0, 1), got {value!r}")
+    return float(value)
+
+
 #: The arithmetic precisions of the U-Net: "fp32" (the default), or "bf16" (autocast to bfloat16; h, ε and
 #: everything outside the U-Net stay float32).
 PRECISIONS = ("fp32", "bf16")

@@ -61,13 +61,13 @@ def _positive_float(value: str) -> float:
 
 
 def _share(value: str) -> float:
+    """A number in [0, 1), checked as the library checks it (``check_share``)."""
+    from ._utils import check_share
+
     try:
-        v = float(value)
+        return check_share(float(value), "share")
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a share in [0, 1), got {value!r}") from None
-    if not 0 <= v < 1:
-        raise argparse.ArgumentTypeError(f"expected a share in [0, 1), got {value!r}")
-    return v
 
 
 def build_parser() -> argparse.ArgumentParser:

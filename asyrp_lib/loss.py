@@ -31,7 +31,7 @@ from typing import Sequence
 
 import torch
 
-from ._utils import check_number
+from ._utils import check_number, check_share
 
 __all__ = ["AsyrpLoss", "LossTerms", "TrainingDiverged", "l1_distance", "loss_step", "resolve_loss"]
 
@@ -56,9 +56,7 @@ class AsyrpLoss:
     def __post_init__(self):
         check_number(self.lambda_clip, "lambda_clip")
         check_number(self.lambda_l1, "lambda_l1")
-        if not (isinstance(self.l1_spare, (int, float)) and not isinstance(self.l1_spare, bool)
-                and 0.0 <= self.l1_spare < 1.0):
-            raise ValueError(f"l1_spare: expected a share in [0, 1), got {self.l1_spare!r}")
+        check_share(self.l1_spare, "l1_spare")
         if self.clip_form not in ("log", "cosine"):
             raise ValueError(f"clip_form: expected 'log' or 'cosine', got {self.clip_form!r}")
         if self.l1_target not in L1_TARGETS:
