@@ -43,6 +43,7 @@ The oracle readings (toy world only) use :mod:`asyrp_lib.evaluate`.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -427,14 +428,20 @@ def pca_directions(h: torch.Tensor, k: int = 4) -> PCA:
 # --------------------------------------------------------------------------------------------
 # Unsupervised directions: singular vectors of the Jacobian
 # --------------------------------------------------------------------------------------------
+@contextlib.contextmanager
 def _forward_ad_context():
-    """Forward-mode AD has no rule for the fused attention kernels: use the math kernel meanwhile."""
+    """Forward-mode AD has no rule for the fused attention kernels: use the math kernel meanwhile. Also
+    silences the deprecation warning torch raises from inside ``torch.func.jvp`` (its decompositions call
+    ``torch.jit.script``): the caller can do nothing about it, and it would print torch's install path."""
     try:
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
-        return sdpa_kernel([SDPBackend.MATH])
+        kernel = sdpa_kernel([SDPBackend.MATH])
     except ImportError:  # older torch
-        return contextlib.nullcontext()
+        kernel = contextlib.nullcontext()
+    with kernel, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning)
+        yield
 
 
 def top_singular_vectors(f: Callable, x: torch.Tensor, k: int, *, iters: int = 8, oversample: int = 2,

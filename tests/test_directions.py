@@ -1,6 +1,8 @@
 """asyrp_lib.directions on the tiny profile (random weights) with directions made here: the batched copies equal
 the editor's own edits, strength 0 is the reconstruction, the linear algebra (PCA, Jacobian singular vectors)
 checked against closed forms, and the random edits have the sizes they claim."""
+import warnings
+
 import pytest
 import torch
 
@@ -232,6 +234,18 @@ def test_top_singular_vectors_match_the_svd_of_the_full_jacobian():
     _, S_ref, Vt_ref = torch.linalg.svd(J)
     assert torch.allclose(S.double(), S_ref[:3], rtol=1e-4)
     assert torch.allclose((V.double() @ Vt_ref[:3].T).abs(), torch.eye(3, dtype=torch.float64), atol=1e-3)
+
+
+def test_top_singular_vectors_print_no_torch_deprecation_warning():
+    # torch.func.jvp's decomposition of gelu goes through torch.jit.script, which warns (with torch's own path)
+    lin = torch.nn.Linear(6, 5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        D.top_singular_vectors(lambda X: torch.nn.functional.gelu(lin(X)), torch.randn(2, 6), 2, iters=2)
+    assert not [w for w in caught if "jit" in str(w.message)], [str(w.message) for w in caught]
+    before = list(warnings.filters)
+    D.top_singular_vectors(lambda X: torch.nn.functional.gelu(lin(X)), torch.randn(2, 6), 2, iters=1)
+    assert warnings.filters == before  # the filter does not outlive the call
 
 
 def test_jacobian_directions_are_singular_vectors_of_dPt_dh(tiny):
