@@ -210,6 +210,9 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--n", type=_positive_int, default=32, help="number of held-out faces (default 32)")
     p.add_argument("--seed", type=int, default=None, help="first toy-world seed (default: the held-out range)")
     p.add_argument("--steps", type=_positive_int, default=None, help="DDIM steps (default: the direction's)")
+    p.add_argument("--retry", type=float, nargs="?", const=1.5, default=None, metavar="FACTOR",
+                   help="check each edit with CLIP and edit the faces it barely moved once more at FACTOR × the "
+                        "strength (default 1.5; asyrp_lib.retry)")
     p.add_argument("--output", default=None, metavar="FILE.json", help="also write the metrics here")
     p.set_defaults(func=_cmd_evaluate)
 
@@ -457,8 +460,18 @@ def _cmd_evaluate(args) -> int:
     seed = evaluate.HELDOUT_SEED if args.seed is None else args.seed
     src = evaluate.source_faces(attribute, value, args.n, seed=seed, size=size)
     start = time.perf_counter()
-    res = editor.edit(src.images, [(str(path), strength)], generator=torch.Generator().manual_seed(0),
-                      reconstruct=False)
+    retry = None
+    if args.retry is None:
+        res = editor.edit(src.images, [(str(path), strength)], generator=torch.Generator().manual_seed(0),
+                          reconstruct=False)
+    else:
+        from .retry import edit_checked
+
+        checked = edit_checked(editor, src.images, [(str(path), strength)], factor=args.retry,
+                               generator=torch.Generator().manual_seed(0), reconstruct=False)
+        res = checked.result
+        retry = {"factor": checked.factor, "share": checked.share, "retried": int(checked.retried.sum()),
+                 "median_gain": round(checked.median_gains[0], 4)}
     seconds = time.perf_counter() - start
     clip_loss = None
     if meta.get("source") and meta.get("target"):
@@ -468,7 +481,8 @@ def _cmd_evaluate(args) -> int:
                                     lpips=prof.lpips, clip_loss=clip_loss)
     report = {"direction": str(path), "strength": strength, "profile": prof.name, "attribute": attribute,
               "value": value, "first_seed": seed, "steps": steps, "t_edit": res.t_edit,
-              "t_boost": res.t_boost, "edit_seconds": round(seconds, 2), **metrics}
+              "t_boost": res.t_boost, "edit_seconds": round(seconds, 2), **({"retry": retry} if retry else {}),
+              **metrics}
     text = json.dumps(report, indent=1, default=float, ensure_ascii=False)  # "dark → medium" stays readable
     print(text)
     if args.output is not None:

@@ -1,0 +1,94 @@
+"""asyrp_lib.retry on the tiny profile (random weights): the CLIP gain, the weak-face rule, and that the checked edit
+keeps the first edit of every face CLIP passes and re-edits exactly the weak ones at factor × the strength."""
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from asyrp_lib import retry
+from asyrp_lib.cli import main
+from asyrp_lib.delta_net import DeltaNet
+from asyrp_lib.pipeline import AsyrpEditor
+
+
+def _direction(folder, tiny):
+    torch.manual_seed(0)
+    net = DeltaNet(tiny.h_shape)
+    with torch.no_grad():
+        for p in net.conv_out.parameters():
+            p.normal_(0, 0.05)
+    return net.save(folder, model_id=tiny.model_id, source="face", target="smiling face", t_edit=500, t_boost=100,
+                    steps=4, image_size=tiny.image_size, attribute="smile", value="smiling")
+
+
+def _faces(n, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, 8, 8, generator=g)
+    return F.interpolate(x, size=32, mode="bilinear", align_corners=False).tanh()
+
+
+def test_weak_faces_are_those_below_a_share_of_the_median():
+    gains = torch.tensor([0.4, 0.5, 0.05, 0.45, -0.1, 0.6, 0.3, 0.55])
+    weak, ref = retry.weak_faces(gains, 0.5)
+    assert ref == pytest.approx(float(gains.median()))
+    assert weak.tolist() == [g < 0.5 * ref for g in gains.tolist()]
+    assert weak.sum() == 2  # 0.05 and -0.1
+    weak, ref = retry.weak_faces(gains[:2], 0.5, reference=1.0)  # a given reference needs no batch
+    assert ref == 1.0 and weak.tolist() == [True, False]
+    with pytest.raises(ValueError, match="at least 8 images"):
+        retry.weak_faces(gains[:3])
+    with pytest.raises(ValueError, match="share"):
+        retry.weak_faces(gains, 1.5)
+
+
+def test_clip_gain_is_zero_without_an_edit_and_flips_with_the_strengths_sign(tiny):
+    enc = tiny.clip
+    x, y = _faces(4), _faces(4, seed=9)
+    ts, tt = F.normalize(torch.randn(enc.embed_dim), dim=0), F.normalize(torch.randn(enc.embed_dim), dim=0)
+    assert retry.clip_gain(enc, x, x, ts, tt).abs().max() < 1e-5
+    g = retry.clip_gain(enc, x, y, ts, tt)
+    assert g.shape == (4,) and g.abs().max() > 1e-4
+    assert torch.allclose(retry.clip_gain(enc, x, y, ts, tt, sign=-1.0), -g)
+    assert torch.allclose(retry.clip_gain(enc, x, y, tt, ts), -g, atol=1e-6)  # swapping the prompts, too
+
+
+def test_edit_checked_keeps_passed_faces_and_re_edits_the_weak_ones_stronger(tmp_path, tiny):
+    d = _direction(tmp_path / "smiling", tiny)
+    editor = AsyrpEditor(tiny, n_steps=4, progress=False)
+    x = _faces(10)
+    kw = dict(eta_boost=0.0, reconstruct=False)  # deterministic: the two passes can be compared with plain edits
+    checked = retry.edit_checked(editor, x, [(d, 1.0)], share=0.9, **kw)
+    plain = editor.edit(x, [(d, 1.0)], **kw).edited
+    stronger = editor.edit(x, [(d, 1.5)], **kw).edited
+    weak = checked.weak[:, 0]
+    assert weak.tolist() == (checked.gains[:, 0] < 0.9 * checked.median_gains[0]).tolist()
+    assert 0 < int(weak.sum()) < 10  # share 0.9 of the median: some faces below it, the median face not
+    assert torch.allclose(checked.edited[~weak], plain[~weak], atol=1e-4)
+    assert torch.allclose(checked.edited[weak], stronger[weak], atol=1e-4)
+    assert checked.retried.tolist() == weak.tolist() and checked.factor == 1.5
+    # with a reference gain above every face's, all are retried; below all, none (and no batch is needed)
+    assert retry.edit_checked(editor, x[:2], [(d, 1.0)], references=[1e3], **kw).retried.all()
+    assert not retry.edit_checked(editor, x[:2], [(d, 1.0)], references=[-1e3], **kw).retried.any()
+
+
+def test_edit_checked_refuses_what_it_cannot_check(tmp_path, tiny):
+    editor = AsyrpEditor(tiny, n_steps=4, t_edit=500, t_boost=100, progress=False)
+    d = _direction(tmp_path / "smiling", tiny)
+    with pytest.raises(ValueError, match="at least 8 images"):
+        retry.edit_checked(editor, _faces(3), [(d, 1.0)], eta_boost=0.0)
+    with pytest.raises(ValueError, match="records none"):
+        retry.edit_checked(editor, _faces(8), [(torch.zeros(tiny.h_shape), 1.0)])
+    with pytest.raises(ValueError, match="above 1"):
+        retry.edit_checked(editor, _faces(8), [(d, 1.0)], factor=0.5)
+    with pytest.raises(ValueError, match="one gain per direction"):
+        retry.edit_checked(editor, _faces(8), [(d, 1.0)], references=[0.1, 0.2])
+
+
+def test_asyrp_evaluate_retry_reports_the_retried_faces(tmp_path, tiny, capsys):
+    d = _direction(tmp_path / "smiling", tiny)
+    assert main(["evaluate", "--profile", "tiny", "--device", "cpu", "--direction", str(d), "--n", "8",
+                 "--retry"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["retry"]["factor"] == 1.5 and out["retry"]["share"] == 0.5
+    assert 0 <= out["retry"]["retried"] <= 8 and out["n"] == 8
