@@ -48,6 +48,7 @@ class CheckedEdit:
     """The result of :func:`edit_checked`."""
 
     result: object  # an asyrp_lib.pipeline.EditResult: ``edited`` holds the weak faces' retries
+    first_edited: torch.Tensor  # (N, 3, S, S) the first pass, every face at the given strengths
     gains: torch.Tensor  # (N, D) CLIP gain of the first edit, per face and direction
     weak: torch.Tensor  # (N, D) bool: face i was weak for direction j and retried with it × factor
     median_gains: list[float]  # the reference gain per direction (the batch median, or the given one)
@@ -152,6 +153,6 @@ def edit_checked(editor, images: torch.Tensor, directions, *, factor: float = DE
         stronger = [(d.source, d.strength * (factor if w else 1.0)) for d, w in zip(dirs, pattern)]
         again = editor.edit(images[idx.to(images.device)], stronger, generator=generator, **retry_kwargs)
         edited[idx.to(edited.device)] = again.edited.to(edited.device)
-    first.edited = edited
-    return CheckedEdit(result=first, gains=gains, weak=weak, median_gains=medians, factor=float(factor),
+    first_edited, first.edited = first.edited, edited
+    return CheckedEdit(result=first, first_edited=first_edited, gains=gains, weak=weak, median_gains=medians, factor=float(factor),
                        share=float(share))

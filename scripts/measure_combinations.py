@@ -6,6 +6,7 @@
   smiling *and* wearing glasses.
 
     python scripts/measure_combinations.py            # 32 faces each; writes data/directions/combinations.json
+    python scripts/measure_combinations.py --retry    # also with the CLIP check (asyrp_lib.retry): keys *_retry
 
 Faces come from evaluate.HELDOUT_SEED + 50_000 onwards, a range the single-direction metrics do not use.
 """
@@ -27,22 +28,29 @@ from asyrp_lib._utils import data_dir  # noqa: E402
 from asyrp_lib.directions import faces_without  # noqa: E402
 
 
-def measure(editor, oracle, folder: Path, n: int, seed: int) -> dict:
+def measure(editor, oracle, folder: Path, n: int, seed: int, retry: bool = False) -> dict:
+    """The two measurements; with ``retry``, each edit is CLIP-checked (``asyrp_lib.retry.edit_checked``)."""
+    from asyrp_lib.retry import edit_checked
+
+    def edit(x, directions):
+        gen = torch.Generator().manual_seed(0)
+        if retry:
+            return edit_checked(editor, x, directions, generator=gen, reconstruct=False).edited
+        return editor.edit(x, directions, generator=gen, reconstruct=False).edited
+
     out = {}
     x = evaluate.source_faces("smile", "frowning", n, seed).images
-    res = editor.edit(x, [(str(folder / "smiling"), -1.0)], generator=torch.Generator().manual_seed(0),
-                      reconstruct=False)
-    labels = [tw.smile_label(p["smile"]) for p in oracle.predict(res.edited.clamp(-1, 1))]
+    edited = edit(x, [(str(folder / "smiling"), -1.0)])
+    labels = [tw.smile_label(p["smile"]) for p in oracle.predict(edited.clamp(-1, 1))]
     out["smiling_minus_1_frowning"] = labels.count("frowning") / n
     x = faces_without({"smile": "smiling", "glasses": "yes"}, n, seed + 1_000).images
-    res = editor.edit(x, [(str(folder / "smiling"), 1.0), (str(folder / "glasses"), 1.0)],
-                      generator=torch.Generator().manual_seed(0), reconstruct=False)
-    preds = oracle.predict(res.edited.clamp(-1, 1))
+    edited = edit(x, [(str(folder / "smiling"), 1.0), (str(folder / "glasses"), 1.0)])
+    preds = oracle.predict(edited.clamp(-1, 1))
     smiling = [tw.smile_label(p["smile"]) == "smiling" for p in preds]
     glasses = [p["glasses"] == "yes" for p in preds]
     out.update(smiling_plus_glasses_both=sum(a and b for a, b in zip(smiling, glasses)) / n,
                smiling_plus_glasses_smiling=sum(smiling) / n, smiling_plus_glasses_glasses=sum(glasses) / n)
-    return out
+    return {f"{k}_retry" if retry else k: v for k, v in out.items()}
 
 
 def main(argv=None) -> int:
@@ -50,6 +58,7 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=32, help="faces per measurement (default 32)")
     p.add_argument("--directions", default=None, help="folder of the directions (default data/directions)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--retry", action="store_true", help="also measure with the CLIP check and retry (keys *_retry)")
     args = p.parse_args(argv)
     from asyrp_lib.pipeline import AsyrpEditor
     from asyrp_lib.profiles import load_profile
@@ -60,8 +69,10 @@ def main(argv=None) -> int:
     oracle = tw.Oracle.load(device=profile.device)
     t0 = time.time()
     result = {"n": args.n, "first_seed": evaluate.HELDOUT_SEED + 50_000,
-              **measure(editor, oracle, folder, args.n, evaluate.HELDOUT_SEED + 50_000),
-              "seconds": round(time.time() - t0, 1)}
+              **measure(editor, oracle, folder, args.n, evaluate.HELDOUT_SEED + 50_000)}
+    if args.retry:
+        result.update(measure(editor, oracle, folder, args.n, evaluate.HELDOUT_SEED + 50_000, retry=True))
+    result["seconds"] = round(time.time() - t0, 1)
     (folder / "combinations.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
     return 0

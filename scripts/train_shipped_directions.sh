@@ -5,7 +5,8 @@
 #   ONLY=smiling N_IMAGES=16 EPOCHS=1 T_EDIT=400 bash scripts/train_shipped_directions.sh
 #
 # Each direction is a folder data/directions/<name>/ (delta_net.safetensors + delta_net.json, history.json)
-# plus metrics.json from `asyrp evaluate` (success, others kept, LPIPS, S_dir on N_EVAL held-out faces).
+# plus metrics.json from `asyrp evaluate` (success, others kept, LPIPS, S_dir on N_EVAL held-out faces) and
+# metrics_retry.json from `asyrp evaluate --retry` (the same faces, CLIP-checked: asyrp_lib.retry).
 # An interrupted run resumes: the script passes --resume, and a finished direction is trained no further.
 # The training state (train_state.pt) stays beside it and is git-ignored.
 set -euo pipefail
@@ -42,10 +43,16 @@ while IFS='|' read -r name source target attribute value lambda_l1 lr spare; do
   # shellcheck disable=SC2086
   $ASYRP evaluate --profile toy $DEVICE_ARGS --direction "$OUT/$name" --attribute "$attribute" --value "$value" \
     --n "$N_EVAL" --output "$OUT/$name/metrics.json" >/dev/null
-  python - "$OUT/$name/metrics.json" <<'EOF'
+  # the same faces with the CLIP check: faces the edit barely moved are edited again at 1.5× (asyrp_lib.retry)
+  # shellcheck disable=SC2086
+  $ASYRP evaluate --profile toy $DEVICE_ARGS --direction "$OUT/$name" --attribute "$attribute" --value "$value" \
+    --n "$N_EVAL" --retry --output "$OUT/$name/metrics_retry.json" >/dev/null
+  python - "$OUT/$name/metrics.json" "$OUT/$name/metrics_retry.json" <<'EOF'
 import json, sys
-m = json.load(open(sys.argv[1], encoding='utf-8'))
-print(f"   success {m['success']:.2f}, others kept {m['others_kept']:.2f}, LPIPS {m['lpips']:.3f}, "
-      f"S_dir {m['s_dir']:.3f}, t_edit {m['t_edit']}, t_boost {m['t_boost']}", file=sys.stderr)
+for path in sys.argv[1:]:
+    m = json.load(open(path, encoding='utf-8'))
+    how = f"with the CLIP check ({m['retry']['retried']} faces retried)" if 'retry' in m else "strength 1"
+    print(f"   {how}: success {m['success']:.2f}, others kept {m['others_kept']:.2f}, LPIPS {m['lpips']:.3f}, "
+          f"S_dir {m['s_dir']:.3f}, t_edit {m['t_edit']}, t_boost {m['t_boost']}", file=sys.stderr)
 EOF
 done <<< "$DIRECTIONS"

@@ -67,6 +67,7 @@ def test_edit_checked_keeps_passed_faces_and_re_edits_the_weak_ones_stronger(tmp
     assert torch.allclose(checked.edited[~weak], plain[~weak], atol=1e-4)
     assert torch.allclose(checked.edited[weak], stronger[weak], atol=1e-4)
     assert checked.retried.tolist() == weak.tolist() and checked.factor == 1.5
+    assert torch.allclose(checked.first_edited, plain, atol=1e-4)
     # with a reference gain above every face's, all are retried; below all, none (and no batch is needed)
     assert retry.edit_checked(editor, x[:2], [(d, 1.0)], references=[1e3], **kw).retried.all()
     assert not retry.edit_checked(editor, x[:2], [(d, 1.0)], references=[-1e3], **kw).retried.any()
