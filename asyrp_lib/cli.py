@@ -132,6 +132,12 @@ def _add_train(sub) -> None:
     p.set_defaults(func=_cmd_train)
 
 
+def _add_retry(p) -> None:
+    p.add_argument("--retry", type=float, nargs="?", const=1.5, default=None, metavar="FACTOR",
+                   help="check each edit with CLIP and edit the images it barely moved once more at FACTOR × the "
+                        "strength (default 1.5; asyrp_lib.retry; needs at least 8 images)")
+
+
 def _add_edit(sub) -> None:
     p = sub.add_parser("edit", help="edit images with one or more trained directions",
                        description="Invert each input image, edit it with the asymmetric reverse process (eq. 6) "
@@ -157,6 +163,7 @@ def _add_edit(sub) -> None:
                    help="images loaded, edited and written together; a folder goes through in chunks of this size, "
                         "so it never sits on the device whole (default: 4 images of 256×256, more of smaller ones, "
                         "asyrp_lib.pipeline.default_batch_size); lower it if the GPU runs out of memory")
+    _add_retry(p)
     p.set_defaults(func=_cmd_edit)
 
 
@@ -210,9 +217,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--n", type=_positive_int, default=32, help="number of held-out faces (default 32)")
     p.add_argument("--seed", type=int, default=None, help="first toy-world seed (default: the held-out range)")
     p.add_argument("--steps", type=_positive_int, default=None, help="DDIM steps (default: the direction's)")
-    p.add_argument("--retry", type=float, nargs="?", const=1.5, default=None, metavar="FACTOR",
-                   help="check each edit with CLIP and edit the faces it barely moved once more at FACTOR × the "
-                        "strength (default 1.5; asyrp_lib.retry)")
+    _add_retry(p)
     p.add_argument("--output", default=None, metavar="FILE.json", help="also write the metrics here")
     p.set_defaults(func=_cmd_evaluate)
 
@@ -326,14 +331,29 @@ def _cmd_edit(args) -> int:
     generator = torch.Generator().manual_seed(args.seed)
     n_grid = min(len(files), COMPARE_MAX) if args.compare is not None else 0
     grid = ([], [], [])  # inputs, reconstructions, edits of the first n_grid images (on the CPU)
-    start, written, res = time.perf_counter(), 0, None
+    if args.retry is not None:
+        from .retry import MIN_BATCH, edit_checked
+
+        if len(chunks[0]) < MIN_BATCH:
+            raise ValueError(f"--retry: the CLIP check compares each image with the median of its chunk, which needs at "
+                             f"least {MIN_BATCH} images; " + (
+                                 f"got {len(files)} image(s)" if len(files) < MIN_BATCH else
+                                 f"the chunks hold {batch}: give --batch-size {MIN_BATCH} or more"))
+    start, written, res, references, retried = time.perf_counter(), 0, None, None, 0
     for chunk in progress_bar(chunks, enabled=len(chunks) > 1, unit="chunk",
                               desc=f"Editing {len(files)} images, {batch} at a time"):
         images = torch.cat([load_image(f, size) for f in chunk])
         need = n_grid - written if written < n_grid else 0
         try:
-            res = editor.edit(images, directions, t_edit=args.t_edit, t_boost=args.t_boost, generator=generator,
-                              reconstruct=need > 0, batch_size=batch)
+            kw = dict(t_edit=args.t_edit, t_boost=args.t_boost, generator=generator, reconstruct=need > 0,
+                      batch_size=batch)
+            if args.retry is None:
+                res = editor.edit(images, directions, **kw)
+            else:  # a last chunk too small for its own median is judged by the first chunk's
+                checked = edit_checked(editor, images, directions, factor=args.retry,
+                                       references=references if len(chunk) < MIN_BATCH else None, **kw)
+                res, references = checked.result, references or checked.median_gains
+                retried += int(checked.retried.sum())
         except torch.OutOfMemoryError as exc:
             raise ValueError(f"--batch-size: {batch} images at a time do not fit in the memory of "
                              f"{editor.device} ({str(exc).splitlines()[0]}); try --batch-size {max(1, batch // 2)}") \
@@ -353,7 +373,9 @@ def _cmd_edit(args) -> int:
         _log(f"wrote {args.compare} (rows: inputs, reconstructions, edits; {shown})")
     _log(f"wrote {written} edited image(s) to {args.output} ({steps} DDIM steps, t_edit={res.t_edit}, "
          f"t_boost={res.t_boost}, strengths {', '.join(f'{c:g}' for c in res.strengths)}, "
-         f"{len(chunks)} chunk(s) of at most {batch}, {time.perf_counter() - start:.1f} s)")
+         f"{len(chunks)} chunk(s) of at most {batch}, {time.perf_counter() - start:.1f} s)"
+         + (f"; the CLIP check edited {retried} of them again at {args.retry:g}× the strength"
+            if args.retry is not None else ""))
     return 0
 
 

@@ -16,7 +16,8 @@ weak faces and edits each of them again from its (cached) inversion with the str
 weak for multiplied by ``factor`` (default 1.5); the other faces keep their first edit. One retry, no loop.
 
 The median needs a batch: at least :data:`MIN_BATCH` images, unless ``references`` gives the typical gain per
-direction (e.g. the ``median_gains`` of an earlier :class:`CheckedEdit` of the same directions). The rule assumes
+direction (e.g. the ``median_gains`` of an earlier :class:`CheckedEdit` of the same directions; ``asyrp edit
+--retry`` judges a last chunk of fewer images by its first chunk's medians). The rule assumes
 faces that lack the target, as ``asyrp evaluate`` picks them: a face that already shows it cannot move much
 further, so its gain is small too and it is retried (at 1.5 × the strength, usually harmless, but not needed).
 

@@ -93,3 +93,40 @@ def test_asyrp_evaluate_retry_reports_the_retried_faces(tmp_path, tiny, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["retry"]["factor"] == 1.5 and out["retry"]["share"] == 0.5
     assert 0 <= out["retry"]["retried"] <= 8 and out["n"] == 8
+
+
+def test_asyrp_edit_retry_checks_each_chunk_and_judges_a_small_last_chunk_by_the_first(tmp_path, tiny, capsys,
+                                                                                          monkeypatch):
+    from PIL import Image
+
+    from asyrp_lib.images import load_image
+
+    monkeypatch.setenv("ASYRP_CACHE", str(tmp_path / "cache"))
+    d = _direction(tmp_path / "smiling", tiny)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i, x in enumerate(_faces(11)):  # chunks of 8 and 3
+        Image.fromarray(((x.permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).byte().numpy()).save(
+            inputs / f"{i:02d}.png")
+    argv = ["edit", "--profile", "tiny", "--device", "cpu", "--direction", str(d), "--input", str(inputs),
+            "--batch-size", "8"]
+    assert main(argv + ["--output", str(tmp_path / "out"), "--retry"]) == 0
+    log = capsys.readouterr().err
+    assert "the CLIP check edited" in log and "2 chunk(s)" in log
+    assert len(list((tmp_path / "out").iterdir())) == 11
+    # the same with the library, chunk by chunk: the first chunk's medians judge the second
+    editor = AsyrpEditor(tiny, n_steps=4, progress=False)
+    files = sorted(inputs.iterdir())
+    x = torch.cat([load_image(f, tiny.image_size) for f in files])
+    gen = torch.Generator().manual_seed(0)
+    first = retry.edit_checked(editor, x[:8], [(d, 1.0)], generator=gen, reconstruct=False, batch_size=8)
+    second = retry.edit_checked(editor, x[8:], [(d, 1.0)], generator=gen, reconstruct=False, batch_size=8,
+                                references=first.median_gains)
+    n_retried = int(first.retried.sum()) + int(second.retried.sum())
+    assert n_retried > 0  # (so the comparison below covers retried images too)
+    assert f"the CLIP check edited {n_retried} of them again at 1.5× the strength" in log
+    written = torch.cat([load_image(tmp_path / "out" / f.name, tiny.image_size) for f in files])
+    assert (written - torch.cat([first.edited, second.edited])).abs().max() <= 2 / 255 + 1e-6  # PNG rounding
+    code = main(["edit", "--profile", "tiny", "--device", "cpu", "--direction", str(d), "--input", str(inputs),
+                 "--batch-size", "4", "--output", str(tmp_path / "o2"), "--retry"])
+    assert code == 2 and "give --batch-size 8 or more" in capsys.readouterr().err
