@@ -22,9 +22,10 @@ faces that lack the target, as ``asyrp evaluate`` picks them: a face that alread
 further, so its gain is small too and it is retried (at 1.5 × the strength, usually harmless, but not needed).
 
 Measured on the toy model (``data/MODEL_CARD.md``): the faces the CLIP gain marks weak are the faces the oracle
-reads as failed edits (all of them, and one or two successes more), and the retry lifts ``smiling``,
-``closed_eyes`` and ``glasses`` to their measured rows in the model card. Where a direction changes other
-attributes as it edits (``red_hair``), the retry does not help: CLIP sees the target, not what else moved.
+reads as failed edits (all of them, and one or two successes more), and the retry raises the success of
+``smiling``, ``closed_eyes`` and ``glasses`` (for the last two at the cost of one face's other attributes). It
+cannot help a face the direction does not move at all, nor a direction that changes other attributes as it edits
+(``red_hair``): CLIP checks the target, not what else moved.
 """
 from __future__ import annotations
 
