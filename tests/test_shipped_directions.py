@@ -22,8 +22,6 @@ SHIPPED = {"smiling": ("smile", "smiling"), "glasses": ("glasses", "yes"), "clos
            "red_hair": ("hair_color", "red")}
 TEST_SEED = 720_000  # after evaluate.DEV_SEED and evaluate.HELDOUT_SEED's ranges: faces no one tuned on
 N = 16
-
-
 N_MEASURED = 32  # faces behind each share in metrics.json, metrics_retry.json and combinations.json
 
 
