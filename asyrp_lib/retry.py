@@ -35,6 +35,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from ._utils import check_number, check_share
 from .delta_net import DeltaNet
 
 __all__ = ["CheckedEdit", "clip_gain", "weak_faces", "edit_checked", "DEFAULT_FACTOR", "DEFAULT_SHARE", "MIN_BATCH"]
@@ -74,6 +75,16 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def _image_units(encoder, images: torch.Tensor) -> torch.Tensor:
+    return _unit(encoder.encode_image(images.to(encoder.device)))
+
+
+def _gain(units_source: torch.Tensor, units_edit: torch.Tensor, txt_source: torch.Tensor, txt_target: torch.Tensor,
+          sign: float) -> torch.Tensor:
+    direction = (_unit(txt_target) - _unit(txt_source)).to(units_edit.device)
+    return (1.0 if sign >= 0 else -1.0) * ((units_edit - units_source) @ direction).cpu()
+
+
 def clip_gain(encoder, source_images: torch.Tensor, edited_images: torch.Tensor, txt_source: torch.Tensor,
               txt_target: torch.Tensor, sign: float = 1.0) -> torch.Tensor:
     """Per image, how much further toward ``txt_target`` (and away from ``txt_source``) CLIP puts the edited
@@ -82,19 +93,15 @@ def clip_gain(encoder, source_images: torch.Tensor, edited_images: torch.Tensor,
     if source_images.shape != edited_images.shape:
         raise ValueError(f"clip_gain: source {tuple(source_images.shape)} and edited {tuple(edited_images.shape)} "
                          "images differ in shape")
-    dev = encoder.device
-    direction = (_unit(txt_target) - _unit(txt_source)).to(dev)
-    margin_edit = _unit(encoder.encode_image(edited_images.to(dev))) @ direction
-    margin_source = _unit(encoder.encode_image(source_images.to(dev))) @ direction
-    return (1.0 if sign >= 0 else -1.0) * (margin_edit - margin_source).cpu()
+    return _gain(_image_units(encoder, source_images), _image_units(encoder, edited_images), txt_source, txt_target,
+                 sign)
 
 
 def weak_faces(gains: torch.Tensor, share: float = DEFAULT_SHARE, reference: float | None = None
                ) -> tuple[torch.Tensor, float]:
     """(weak mask ``(N,)``, reference): ``gains < share × reference``, the reference being the median of
     ``gains`` unless given. Needs :data:`MIN_BATCH` gains without a reference."""
-    if not 0.0 < float(share) < 1.0:
-        raise ValueError(f"share: expected a number between 0 and 1 (a share of the median gain), got {share!r}")
+    check_share(share, "share")
     gains = gains.flatten().float()
     if reference is None:
         if gains.numel() < MIN_BATCH:
@@ -126,11 +133,8 @@ def edit_checked(editor, images: torch.Tensor, directions, *, factor: float = DE
     at least :data:`MIN_BATCH` images). ``generator`` draws the boosting noise of both passes. Other keyword
     arguments go to :meth:`edit`; ``keep_previews`` is not supported. The returned ``result.reconstruction`` is the
     first pass's."""
-    from .pipeline import check_strength
-
-    factor = check_strength(factor, "factor")
-    if factor <= 1.0:
-        raise ValueError(f"factor: expected a strength multiplier above 1, got {factor:g}")
+    if check_number(factor, "factor") <= 1.0:
+        raise ValueError(f"factor: expected a strength multiplier above 1, got {factor!r}")
     if edit_kwargs.get("keep_previews"):
         raise ValueError("keep_previews: not available with the CLIP check (faces come from two passes)")
     dirs = editor.directions(directions, allow_other_model=edit_kwargs.get("allow_other_model", False))
@@ -142,8 +146,9 @@ def edit_checked(editor, images: torch.Tensor, directions, *, factor: float = DE
     prompts = [_prompt_embeddings(encoder, d) for d in dirs]  # before editing: fail fast
     pairs = [(d.source, d.strength) for d in dirs]
     first = editor.edit(images, pairs, generator=generator, **edit_kwargs)
-    gains = torch.stack([clip_gain(encoder, first.source, first.edited, ts, tt, sign=d.strength)
-                         for d, (ts, tt) in zip(dirs, prompts)], dim=1)
+    units_source, units_edit = _image_units(encoder, first.source), _image_units(encoder, first.edited)  # once
+    gains = torch.stack([_gain(units_source, units_edit, ts, tt, d.strength) for d, (ts, tt) in zip(dirs, prompts)],
+                        dim=1)
     weak_cols, medians = [], []
     for j in range(len(dirs)):
         mask, ref = weak_faces(gains[:, j], share, None if references is None else references[j])
@@ -158,5 +163,5 @@ def edit_checked(editor, images: torch.Tensor, directions, *, factor: float = DE
         again = editor.edit(images[idx.to(images.device)], stronger, generator=generator, **retry_kwargs)
         edited[idx.to(edited.device)] = again.edited.to(edited.device)
     first_edited, first.edited = first.edited, edited
-    return CheckedEdit(result=first, first_edited=first_edited, gains=gains, weak=weak, median_gains=medians, factor=float(factor),
-                       share=float(share))
+    return CheckedEdit(result=first, first_edited=first_edited, gains=gains, weak=weak, median_gains=medians,
+                       factor=float(factor), share=float(share))

@@ -29,28 +29,31 @@ from asyrp_lib.directions import faces_without  # noqa: E402
 
 
 def measure(editor, oracle, folder: Path, n: int, seed: int, retry: bool = False) -> dict:
-    """The two measurements; with ``retry``, each edit is CLIP-checked (``asyrp_lib.retry.edit_checked``)."""
+    """The two measurements; with ``retry`` also with the CLIP check (keys ``*_retry``), from the same edits: the
+    checked edit's first pass is the plain one (``asyrp_lib.retry.edit_checked``)."""
     from asyrp_lib.retry import edit_checked
 
-    def edit(x, directions):
+    def edits(x, directions):  # [(key suffix, edited images)]
         gen = torch.Generator().manual_seed(0)
         if retry:
-            return edit_checked(editor, x, directions, generator=gen, reconstruct=False).edited
-        return editor.edit(x, directions, generator=gen, reconstruct=False).edited
+            checked = edit_checked(editor, x, directions, generator=gen, reconstruct=False)
+            return [("", checked.first_edited), ("_retry", checked.edited)]
+        return [("", editor.edit(x, directions, generator=gen, reconstruct=False).edited)]
 
     out = {}
     x = evaluate.source_faces("smile", "frowning", n, seed).images
-    edited = edit(x, [(str(folder / "smiling"), -1.0)])
-    labels = [tw.smile_label(p["smile"]) for p in oracle.predict(edited.clamp(-1, 1))]
-    out["smiling_minus_1_frowning"] = labels.count("frowning") / n
+    for suffix, edited in edits(x, [(str(folder / "smiling"), -1.0)]):
+        labels = [tw.smile_label(p["smile"]) for p in oracle.predict(edited.clamp(-1, 1))]
+        out[f"smiling_minus_1_frowning{suffix}"] = labels.count("frowning") / n
     x = faces_without({"smile": "smiling", "glasses": "yes"}, n, seed + 1_000).images
-    edited = edit(x, [(str(folder / "smiling"), 1.0), (str(folder / "glasses"), 1.0)])
-    preds = oracle.predict(edited.clamp(-1, 1))
-    smiling = [tw.smile_label(p["smile"]) == "smiling" for p in preds]
-    glasses = [p["glasses"] == "yes" for p in preds]
-    out.update(smiling_plus_glasses_both=sum(a and b for a, b in zip(smiling, glasses)) / n,
-               smiling_plus_glasses_smiling=sum(smiling) / n, smiling_plus_glasses_glasses=sum(glasses) / n)
-    return {f"{k}_retry" if retry else k: v for k, v in out.items()}
+    for suffix, edited in edits(x, [(str(folder / "smiling"), 1.0), (str(folder / "glasses"), 1.0)]):
+        preds = oracle.predict(edited.clamp(-1, 1))
+        smiling = [tw.smile_label(p["smile"]) == "smiling" for p in preds]
+        glasses = [p["glasses"] == "yes" for p in preds]
+        out[f"smiling_plus_glasses_both{suffix}"] = sum(a and b for a, b in zip(smiling, glasses)) / n
+        out[f"smiling_plus_glasses_smiling{suffix}"] = sum(smiling) / n
+        out[f"smiling_plus_glasses_glasses{suffix}"] = sum(glasses) / n
+    return out
 
 
 def main(argv=None) -> int:
@@ -69,9 +72,7 @@ def main(argv=None) -> int:
     oracle = tw.Oracle.load(device=profile.device)
     t0 = time.time()
     result = {"n": args.n, "first_seed": evaluate.HELDOUT_SEED + 50_000,
-              **measure(editor, oracle, folder, args.n, evaluate.HELDOUT_SEED + 50_000)}
-    if args.retry:
-        result.update(measure(editor, oracle, folder, args.n, evaluate.HELDOUT_SEED + 50_000, retry=True))
+              **measure(editor, oracle, folder, args.n, evaluate.HELDOUT_SEED + 50_000, retry=args.retry)}
     result["seconds"] = round(time.time() - t0, 1)
     (folder / "combinations.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from _directions import saved_direction
 from asyrp_lib.cli import main, parse_direction
 from asyrp_lib.delta_net import DeltaNet
 
@@ -112,21 +113,8 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path, capsys, monkeypatch):
     assert exc.value.code == 2 and "expected an integer timestep ≥ 0" in capsys.readouterr().err
 
 
-def _direction(folder, tiny, **meta):
-    """A saved direction for the tiny model whose last layer is not zero (so it edits)."""
-    import torch
-
-    torch.manual_seed(0)
-    net = DeltaNet(tiny.h_shape)
-    with torch.no_grad():
-        for p in net.conv_out.parameters():
-            p.normal_(0, 0.05)
-    return net.save(folder, model_id=tiny.model_id, source="face", target="smiling face", t_edit=500, t_boost=100,
-                    steps=4, image_size=tiny.image_size, **meta)
-
-
 def test_demo_and_evaluate_on_the_tiny_profile(tmp_path, tiny, capsys):
-    d = _direction(tmp_path / "smiling", tiny)
+    d = saved_direction(tmp_path / "smiling", tiny)
     grid = tmp_path / "demo.png"
     assert main(["demo", "--profile", "tiny", "--device", "cpu", "--direction", str(d), "--direction", f"{d}:-1",
                  "--n", "4", "--output", str(grid)]) == 0
@@ -148,7 +136,7 @@ def test_demo_and_evaluate_bad_input(tmp_path, tiny, capsys, monkeypatch):
     monkeypatch.setenv("ASYRP_DATA", str(tmp_path / "empty"))
     assert main(["demo", "--profile", "tiny", "--output", str(tmp_path / "x.png")]) == 2
     assert "no shipped direction" in capsys.readouterr().err
-    d = _direction(tmp_path / "dir", tiny)
+    d = saved_direction(tmp_path / "dir", tiny)
     assert main(["demo", "--profile", "tiny", "--direction", str(d), "--output", str(tmp_path / "x.jpg")]) == 2
     assert "--output" in capsys.readouterr().err
     assert main(["evaluate", "--profile", "tiny", "--direction", str(d), "--attribute", "mood",

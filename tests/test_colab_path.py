@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from _directions import smooth_faces
 
 from asyrp_lib.cache import InversionCache
 from asyrp_lib.cli import main
@@ -17,12 +18,6 @@ from asyrp_lib.images import load_image, load_upload
 from asyrp_lib.pipeline import CHUNK_PIXELS, AsyrpEditor, default_batch_size
 
 STEPS = 4
-
-
-def _faces(n, seed=0, size=32):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 3, 8, 8, generator=g)
-    return torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False).tanh()
 
 
 def _direction(tiny, seed=0):
@@ -43,7 +38,7 @@ def _saved_direction(tiny, folder):
 # ----------------------------------------------------------------------------------------------
 def test_chunks_equal_editing_each_chunk_in_turn(tiny):
     editor = AsyrpEditor(tiny, n_steps=STEPS, progress=False)
-    net, x0 = _direction(tiny), _faces(3)
+    net, x0 = _direction(tiny), smooth_faces(3)
     kw = dict(t_edit=500, t_boost=250)  # the last step boosts: noise from the generator
     whole = editor.edit(x0, [(net, 1.0)], batch_size=2, generator=torch.Generator().manual_seed(3), **kw)
     g = torch.Generator().manual_seed(3)
@@ -57,7 +52,7 @@ def test_chunks_do_not_change_the_deterministic_maths(tiny):
     """With η = 0 everywhere, chunking changes nothing but float rounding (batched convolutions round
     differently); previews are gathered too."""
     editor = AsyrpEditor(tiny, n_steps=STEPS, progress=False)
-    net, x0 = _direction(tiny, 1), _faces(3, seed=1)
+    net, x0 = _direction(tiny, 1), smooth_faces(3, seed=1)
     one = editor.edit(x0, [(net, -1.0)], t_edit=500, t_boost=0, keep_previews=True)  # one chunk: the default
     chunked = editor.edit(x0, [(net, -1.0)], t_edit=500, t_boost=0, batch_size=2, keep_previews=True)
     assert torch.equal(one.x_T, chunked.x_T)  # cached: the inversions are reused
@@ -73,7 +68,7 @@ def test_batch_size_is_checked_and_has_a_default(tiny):
     assert default_batch_size(256) == 4 and default_batch_size(64) == 64 and default_batch_size(4096) == 1
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="batch_size"):
-            editor.edit(_faces(1), [(_direction(tiny), 1.0)], t_edit=500, t_boost=0, batch_size=bad)
+            editor.edit(smooth_faces(1), [(_direction(tiny), 1.0)], t_edit=500, t_boost=0, batch_size=bad)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -148,7 +143,7 @@ def test_evaluate_refuses_models_of_another_world(tmp_path, tiny, capsys):
 # ----------------------------------------------------------------------------------------------
 def test_inversion_cache_disk_bound_removes_the_least_recently_used(tmp_path, tiny):
     cache = InversionCache(tmp_path / "inv", max_memory=0, max_disk_files=3)
-    ts, x = [750, 500, 250, 0], _faces(5)
+    ts, x = [750, 500, 250, 0], smooth_faces(5)
 
     def invert(i):
         time.sleep(0.02)  # file times are coarse (a few ms): keep the order of use unambiguous
@@ -181,7 +176,7 @@ def test_inversion_cache_disk_bound_removes_the_least_recently_used(tmp_path, ti
 def test_editor_passes_its_cache_bounds(tmp_path, tiny):
     editor = AsyrpEditor(tiny, n_steps=STEPS, progress=False, cache_dir=tmp_path / "inv", cache_memory=1,
                          cache_disk_bytes=10)
-    editor.invert(_faces(3))
+    editor.invert(smooth_faces(3))
     assert len(editor.cache.memory) == 1 and editor.cache.disk_files() == []  # 10 bytes hold no inversion
 
 

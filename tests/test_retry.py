@@ -5,27 +5,11 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from _directions import saved_direction, smooth_faces
 
 from asyrp_lib import retry
 from asyrp_lib.cli import main
-from asyrp_lib.delta_net import DeltaNet
 from asyrp_lib.pipeline import AsyrpEditor
-
-
-def _direction(folder, tiny):
-    torch.manual_seed(0)
-    net = DeltaNet(tiny.h_shape)
-    with torch.no_grad():
-        for p in net.conv_out.parameters():
-            p.normal_(0, 0.05)
-    return net.save(folder, model_id=tiny.model_id, source="face", target="smiling face", t_edit=500, t_boost=100,
-                    steps=4, image_size=tiny.image_size, attribute="smile", value="smiling")
-
-
-def _faces(n, seed=3):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 3, 8, 8, generator=g)
-    return F.interpolate(x, size=32, mode="bilinear", align_corners=False).tanh()
 
 
 def test_weak_faces_are_those_below_a_share_of_the_median():
@@ -44,7 +28,7 @@ def test_weak_faces_are_those_below_a_share_of_the_median():
 
 def test_clip_gain_is_zero_without_an_edit_and_flips_with_the_strengths_sign(tiny):
     enc = tiny.clip
-    x, y = _faces(4), _faces(4, seed=9)
+    x, y = smooth_faces(4, seed=3), smooth_faces(4, seed=9)
     ts, tt = F.normalize(torch.randn(enc.embed_dim), dim=0), F.normalize(torch.randn(enc.embed_dim), dim=0)
     assert retry.clip_gain(enc, x, x, ts, tt).abs().max() < 1e-5
     g = retry.clip_gain(enc, x, y, ts, tt)
@@ -54,9 +38,9 @@ def test_clip_gain_is_zero_without_an_edit_and_flips_with_the_strengths_sign(tin
 
 
 def test_edit_checked_keeps_passed_faces_and_re_edits_the_weak_ones_stronger(tmp_path, tiny):
-    d = _direction(tmp_path / "smiling", tiny)
+    d = saved_direction(tmp_path / "smiling", tiny, attribute="smile", value="smiling")
     editor = AsyrpEditor(tiny, n_steps=4, progress=False)
-    x = _faces(10)
+    x = smooth_faces(10, seed=3)
     kw = dict(eta_boost=0.0, reconstruct=False)  # deterministic: the two passes can be compared with plain edits
     checked = retry.edit_checked(editor, x, [(d, 1.0)], share=0.9, **kw)
     plain = editor.edit(x, [(d, 1.0)], **kw).edited
@@ -75,19 +59,19 @@ def test_edit_checked_keeps_passed_faces_and_re_edits_the_weak_ones_stronger(tmp
 
 def test_edit_checked_refuses_what_it_cannot_check(tmp_path, tiny):
     editor = AsyrpEditor(tiny, n_steps=4, t_edit=500, t_boost=100, progress=False)
-    d = _direction(tmp_path / "smiling", tiny)
+    d = saved_direction(tmp_path / "smiling", tiny, attribute="smile", value="smiling")
     with pytest.raises(ValueError, match="at least 8 images"):
-        retry.edit_checked(editor, _faces(3), [(d, 1.0)], eta_boost=0.0)
+        retry.edit_checked(editor, smooth_faces(3, seed=3), [(d, 1.0)], eta_boost=0.0)
     with pytest.raises(ValueError, match="records none"):
-        retry.edit_checked(editor, _faces(8), [(torch.zeros(tiny.h_shape), 1.0)])
+        retry.edit_checked(editor, smooth_faces(8, seed=3), [(torch.zeros(tiny.h_shape), 1.0)])
     with pytest.raises(ValueError, match="above 1"):
-        retry.edit_checked(editor, _faces(8), [(d, 1.0)], factor=0.5)
+        retry.edit_checked(editor, smooth_faces(8, seed=3), [(d, 1.0)], factor=0.5)
     with pytest.raises(ValueError, match="one gain per direction"):
-        retry.edit_checked(editor, _faces(8), [(d, 1.0)], references=[0.1, 0.2])
+        retry.edit_checked(editor, smooth_faces(8, seed=3), [(d, 1.0)], references=[0.1, 0.2])
 
 
 def test_asyrp_evaluate_retry_reports_the_retried_faces(tmp_path, tiny, capsys):
-    d = _direction(tmp_path / "smiling", tiny)
+    d = saved_direction(tmp_path / "smiling", tiny, attribute="smile", value="smiling")
     assert main(["evaluate", "--profile", "tiny", "--device", "cpu", "--direction", str(d), "--n", "8",
                  "--retry"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -102,10 +86,10 @@ def test_asyrp_edit_retry_checks_each_chunk_and_judges_a_small_last_chunk_by_the
     from asyrp_lib.images import load_image
 
     monkeypatch.setenv("ASYRP_CACHE", str(tmp_path / "cache"))
-    d = _direction(tmp_path / "smiling", tiny)
+    d = saved_direction(tmp_path / "smiling", tiny, attribute="smile", value="smiling")
     inputs = tmp_path / "in"
     inputs.mkdir()
-    for i, x in enumerate(_faces(11)):  # chunks of 8 and 3
+    for i, x in enumerate(smooth_faces(11, seed=3)):  # chunks of 8 and 3
         Image.fromarray(((x.permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).byte().numpy()).save(
             inputs / f"{i:02d}.png")
     argv = ["edit", "--profile", "tiny", "--device", "cpu", "--direction", str(d), "--input", str(inputs),
