@@ -479,6 +479,12 @@ def _cmd_evaluate(args) -> int:
     prof, editor, size, steps, (meta,) = _editor_for(args, [(path, strength)])
     if not prof.is_toy:
         _log(f"note: the {prof.name!r} profile edits toy faces with random weights (for tests); the numbers mean little")
+    if args.retry is not None:
+        from .retry import MIN_BATCH
+
+        if args.n < MIN_BATCH:
+            raise ValueError(f"--retry: the CLIP check compares each face with the median of the batch, which needs "
+                             f"--n {MIN_BATCH} or more; got --n {args.n}")
     seed = evaluate.HELDOUT_SEED if args.seed is None else args.seed
     src = evaluate.source_faces(attribute, value, args.n, seed=seed, size=size)
     start = time.perf_counter()

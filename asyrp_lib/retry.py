@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from ._utils import check_number, check_share
 from .delta_net import DeltaNet
+from .pipeline import MAX_STRENGTH
 
 __all__ = ["CheckedEdit", "clip_gain", "weak_faces", "edit_checked", "DEFAULT_FACTOR", "DEFAULT_SHARE", "MIN_BATCH"]
 
@@ -97,6 +98,13 @@ def clip_gain(encoder, source_images: torch.Tensor, edited_images: torch.Tensor,
                  sign)
 
 
+def _check_batch(n: int) -> None:
+    if n < MIN_BATCH:
+        raise ValueError(f"the CLIP check compares each face with the batch's median gain, which needs at least "
+                         f"{MIN_BATCH} images; got {n}. Edit more images at once, or pass references= (e.g. the "
+                         "median_gains of an earlier check of the same directions)")
+
+
 def weak_faces(gains: torch.Tensor, share: float = DEFAULT_SHARE, reference: float | None = None
                ) -> tuple[torch.Tensor, float]:
     """(weak mask ``(N,)``, reference): ``gains < share × reference``, the reference being the median of
@@ -104,10 +112,7 @@ def weak_faces(gains: torch.Tensor, share: float = DEFAULT_SHARE, reference: flo
     check_share(share, "share")
     gains = gains.flatten().float()
     if reference is None:
-        if gains.numel() < MIN_BATCH:
-            raise ValueError(f"the CLIP check compares each face with the batch's median gain, which needs at least "
-                             f"{MIN_BATCH} images; got {gains.numel()}. Edit more images at once, or pass "
-                             "references= (e.g. the median_gains of an earlier check of the same directions)")
+        _check_batch(gains.numel())
         reference = float(gains.median())
     return gains < float(share) * float(reference), float(reference)
 
@@ -142,6 +147,12 @@ def edit_checked(editor, images: torch.Tensor, directions, *, factor: float = DE
         raise ValueError("directions: the CLIP check needs at least one direction")
     if references is not None and len(references) != len(dirs):
         raise ValueError(f"references: expected one gain per direction ({len(dirs)}), got {len(references)}")
+    if references is None:  # before editing: the median needs a batch
+        _check_batch(images.shape[0])
+    for d in dirs:  # the retry's strengths too, before any editing
+        if abs(d.strength * float(factor)) > MAX_STRENGTH:
+            raise ValueError(f"factor: the retry would edit with {d.name} at {float(factor):g} × {d.strength:g} = "
+                             f"{d.strength * float(factor):g}, beyond the largest strength, {MAX_STRENGTH:g}")
     encoder = editor.profile.clip
     prompts = [_prompt_embeddings(encoder, d) for d in dirs]  # before editing: fail fast
     pairs = [(d.source, d.strength) for d in dirs]

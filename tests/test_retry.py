@@ -64,6 +64,8 @@ def test_edit_checked_refuses_what_it_cannot_check(tmp_path, tiny):
         retry.edit_checked(editor, smooth_faces(3, seed=3), [(d, 1.0)], eta_boost=0.0)
     with pytest.raises(ValueError, match="records none"):
         retry.edit_checked(editor, smooth_faces(8, seed=3), [(torch.zeros(tiny.h_shape), 1.0)])
+    with pytest.raises(ValueError, match=r"2 × 3 = 6, beyond the largest strength"):  # refused before editing
+        retry.edit_checked(editor, smooth_faces(8, seed=3), [(d, 3.0)], factor=2.0)
     with pytest.raises(ValueError, match="above 1"):
         retry.edit_checked(editor, smooth_faces(8, seed=3), [(d, 1.0)], factor=0.5)
     with pytest.raises(ValueError, match="one gain per direction"):
@@ -77,6 +79,9 @@ def test_asyrp_evaluate_retry_reports_the_retried_faces(tmp_path, tiny, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["retry"]["factor"] == 1.5 and out["retry"]["share"] == 0.5
     assert 0 <= out["retry"]["retried"] <= 8 and out["n"] == 8
+    assert main(["evaluate", "--profile", "tiny", "--device", "cpu", "--direction", str(d), "--n", "4",
+                 "--retry"]) == 2
+    assert "needs --n 8 or more; got --n 4" in capsys.readouterr().err
 
 
 def test_asyrp_edit_retry_checks_each_chunk_and_judges_a_small_last_chunk_by_the_first(tmp_path, tiny, capsys,
