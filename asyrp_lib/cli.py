@@ -136,6 +136,21 @@ def _add_retry(p) -> None:
     p.add_argument("--retry", type=float, nargs="?", const=1.5, default=None, metavar="FACTOR",
                    help="check each edit with CLIP and edit the images it barely moved once more at FACTOR × the "
                         "strength (default 1.5; asyrp_lib.retry; needs at least 8 images)")
+    p.add_argument("--keep", action="store_true",
+                   help="with the CLIP check (implies --retry): also read the profile's other attributes with CLIP "
+                        "(its keep prompts) and edit an image whose reading changed again, weaker; up to 3 edits "
+                        "more per image")
+
+
+def _keep_option(args, profile) -> dict:
+    """edit_checked's ``keep=`` for --keep (the profile's keep prompts; --keep implies --retry); {} without it."""
+    if not getattr(args, "keep", False):
+        return {}
+    if not profile.keep_prompts:
+        raise ValueError(f"--keep: the {profile.name!r} profile names no attributes to keep (keep_prompts)")
+    if args.retry is None:
+        args.retry = 1.5
+    return {"keep": profile.keep_prompts}
 
 
 def _add_edit(sub) -> None:
@@ -331,6 +346,7 @@ def _cmd_edit(args) -> int:
     generator = torch.Generator().manual_seed(args.seed)
     n_grid = min(len(files), COMPARE_MAX) if args.compare is not None else 0
     grid = ([], [], [])  # inputs, reconstructions, edits of the first n_grid images (on the CPU)
+    keep = _keep_option(args, editor.profile)
     if args.retry is not None:
         from .retry import MIN_BATCH, edit_checked
 
@@ -351,9 +367,10 @@ def _cmd_edit(args) -> int:
                 res = editor.edit(images, directions, **kw)
             else:  # a last chunk too small for its own median is judged by the first chunk's
                 checked = edit_checked(editor, images, directions, factor=args.retry,
-                                       references=references if len(chunk) < MIN_BATCH else None, **kw)
+                                       references=references if len(chunk) < MIN_BATCH else None, **keep, **kw)
                 res, references = checked.result, references or checked.median_gains
                 retried += int(checked.retried.sum())
+                kept_groups = checked.kept
         except torch.OutOfMemoryError as exc:
             raise ValueError(f"--batch-size: {batch} images at a time do not fit in the memory of "
                              f"{editor.device} ({str(exc).splitlines()[0]}); try --batch-size {max(1, batch // 2)}") \
@@ -374,8 +391,10 @@ def _cmd_edit(args) -> int:
     _log(f"wrote {written} edited image(s) to {args.output} ({steps} DDIM steps, t_edit={res.t_edit}, "
          f"t_boost={res.t_boost}, strengths {', '.join(f'{c:g}' for c in res.strengths)}, "
          f"{len(chunks)} chunk(s) of at most {batch}, {time.perf_counter() - start:.1f} s)"
-         + (f"; the CLIP check edited {retried} of them again at {args.retry:g}× the strength"
-            if args.retry is not None else ""))
+         + ("" if args.retry is None else
+            f"; the CLIP check edited {retried} of them again at {args.retry:g}× the strength" if not keep else
+            f"; the CLIP check (keeping {', '.join(kept_groups)}) edited {retried} of them again, stronger or "
+            f"weaker (× or ÷ {args.retry:g})"))
     return 0
 
 
@@ -479,6 +498,7 @@ def _cmd_evaluate(args) -> int:
     prof, editor, size, steps, (meta,) = _editor_for(args, [(path, strength)])
     if not prof.is_toy:
         _log(f"note: the {prof.name!r} profile edits toy faces with random weights (for tests); the numbers mean little")
+    keep = _keep_option(args, editor.profile)
     if args.retry is not None:
         from .retry import MIN_BATCH
 
@@ -496,10 +516,14 @@ def _cmd_evaluate(args) -> int:
         from .retry import edit_checked
 
         checked = edit_checked(editor, src.images, [(str(path), strength)], factor=args.retry,
-                               generator=torch.Generator().manual_seed(0), reconstruct=False)
+                               generator=torch.Generator().manual_seed(0), reconstruct=False, **keep)
         res = checked.result
         retry = {"factor": checked.factor, "share": checked.share, "retried": int(checked.retried.sum()),
                  "median_gain": round(checked.median_gains[0], 4)}
+        if keep:
+            retry.update(keep=checked.kept, changed_first=int(checked.leaky.sum()),
+                         edits_more=int(checked.extra.sum()), weak_kept=int(checked.final_weak.any(dim=1).sum()),
+                         changed_kept=int((checked.final_changed > 0).sum()))
     seconds = time.perf_counter() - start
     clip_loss = None
     if meta.get("source") and meta.get("target"):

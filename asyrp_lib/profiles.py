@@ -54,8 +54,34 @@ class ProfileSpec:
     boost_lpips: float = 1.2  # t_boost: where LPIPS(x, x_t) reaches this (the paper's value, for 256² images)
     invert_refine: int = 1  # fixed-point iterations per DDIM inversion step (ddim.invert(refine=…); 0: plain)
     prompt_pairs: tuple = (("face", "smiling face"),)  # (source, target) pairs shown by default
+    keep_prompts: tuple = ()  # (attribute, (prompt, …)) groups CLIP reads zero-shot: the CLIP check's keep test
     description: str = ""
 
+
+# The attributes whose CLIP reading a checked edit keeps (``asyrp_lib.retry``, ``keep=``): one group of prompts
+# per attribute, read zero-shot (the prompt nearest the image). The toy groups are the toy CLIP's zero-shot
+# prompts (data/MODEL_CARD.md: 1.00 accuracy on renders); "a bald face" sits in the hair-colour group too, so a
+# bald head reads as bald there instead of as a random colour. The CelebA-HQ groups are plain CLIP prompts for
+# attributes of that data set, not measured here (no hub on the machines this project is built on).
+TOY_KEEP_PROMPTS = (
+    ("smile", ("a frowning face", "a neutral face", "a smiling face")),
+    ("eyes", ("a face with open eyes", "a face with closed eyes")),
+    ("glasses", ("a face without glasses", "a face with glasses")),
+    ("hair", ("a bald face", "a face with short hair", "a face with long hair")),
+    ("hair_color", ("a bald face", "a face with black hair", "a face with brown hair", "a face with blond hair",
+                    "a face with red hair")),
+    ("skin", ("a face with light skin", "a face with medium skin", "a face with dark skin")),
+    ("background", ("a face on a blue background", "a face on a green background", "a face on a gray background",
+                    "a face on a purple background")),
+)
+CELEBAHQ_KEEP_PROMPTS = (
+    ("smile", ("a photo of a person who is not smiling", "a photo of a smiling person")),
+    ("glasses", ("a photo of a person without glasses", "a photo of a person wearing glasses")),
+    ("gender", ("a photo of a man", "a photo of a woman")),
+    ("age", ("a photo of a young person", "a photo of an old person")),
+    ("hair_color", ("a photo of a person with black hair", "a photo of a person with brown hair",
+                    "a photo of a person with blond hair", "a photo of a person with gray hair")),
+)
 
 PROFILES: dict[str, ProfileSpec] = {
     "celebahq": ProfileSpec(
@@ -66,6 +92,7 @@ PROFILES: dict[str, ProfileSpec] = {
         default_steps=40,
         prompt_pairs=(("face", "smiling face"), ("face", "face with glasses"), ("person", "young person"),
                       ("face", "angry face")),
+        keep_prompts=CELEBAHQ_KEEP_PROMPTS,
         description="CelebA-HQ 256×256 faces (hub weights; GPU recommended)",
     ),
     "toy": ProfileSpec(
@@ -86,6 +113,7 @@ PROFILES: dict[str, ProfileSpec] = {
         # faces (others kept 0.97, LPIPS 0.013 on 32 held-out faces).
         boost_lpips=0.8,
         invert_refine=2,
+        keep_prompts=TOY_KEEP_PROMPTS,
         description="the toy face world, 64×64, trained weights shipped in data/ (offline, CPU)",
     ),
     "tiny": ProfileSpec(
@@ -97,6 +125,7 @@ PROFILES: dict[str, ProfileSpec] = {
         lpips_random_backbone=True,
         boost_lpips=0.4,  # 32×32 images: LPIPS(x, x_t) levels off near 0.5
         invert_refine=0,  # random weights: the fixed point need not exist; unit tests pass refine themselves
+        keep_prompts=TOY_KEEP_PROMPTS,  # read by a random CLIP: tests the mechanism only
         description="random weights, for unit tests only",
     ),
 }
@@ -120,6 +149,7 @@ class Profile:
     edit_lpips: float = 0.33  # LPIPS(x, P_t) threshold that selects t_edit
     boost_lpips: float = 1.2  # LPIPS(x, x_t) threshold that selects t_boost
     invert_refine: int = 0  # fixed-point iterations of each inversion step (asyrp_lib.ddim.invert)
+    keep_prompts: dict = field(default_factory=dict)  # {attribute: [prompt, …]}: what a checked edit keeps (retry)
     _clip_loader: Callable = field(repr=False, default=None)
     _lpips_loader: Callable = field(repr=False, default=None)
     _clip: object = field(repr=False, default=None)
@@ -332,7 +362,8 @@ def _spec_for(name: str | None) -> ProfileSpec:
     if Path(name).expanduser().is_dir() or (name.count("/") == 1 and not name.startswith((".", "/", "~"))):
         default = PROFILES["celebahq"]
         return ProfileSpec(name=name, unet=name, clip=default.clip, image_size=0, default_steps=default.default_steps,
-                           prompt_pairs=default.prompt_pairs, description=f"U-Net {name}")
+                           prompt_pairs=default.prompt_pairs, keep_prompts=default.keep_prompts,
+                           description=f"U-Net {name}")
     raise ValueError(f"name: unknown profile {name!r}; expected one of {', '.join(PROFILES)}, "
                      f"a hub id like 'google/ddpm-ema-church-256', or an existing local folder")
 
@@ -372,7 +403,7 @@ def load_profile(name: str | None = None, device=None, *, clip: str | None = Non
     return Profile(name=spec.name, unet=unet, schedule=schedule, image_size=image_size,
                    default_steps=steps or spec.default_steps, prompt_pairs=list(spec.prompt_pairs), device=dev,
                    model_id=model_id, edit_lpips=spec.edit_lpips, boost_lpips=spec.boost_lpips,
-                   invert_refine=spec.invert_refine,
+                   invert_refine=spec.invert_refine, keep_prompts={k: list(v) for k, v in spec.keep_prompts},
                    _clip_loader=_clip_loader(clip or env_clip() or spec.clip, dev), _lpips_loader=lpips_loader)
 
 

@@ -29,7 +29,7 @@ cannot help a face the direction does not move at all, nor a direction that chan
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -39,7 +39,8 @@ from ._utils import check_number, check_share
 from .delta_net import DeltaNet
 from .pipeline import MAX_STRENGTH
 
-__all__ = ["CheckedEdit", "clip_gain", "weak_faces", "edit_checked", "DEFAULT_FACTOR", "DEFAULT_SHARE", "MIN_BATCH"]
+__all__ = ["CheckedEdit", "clip_gain", "weak_faces", "edit_checked", "DEFAULT_FACTOR", "DEFAULT_SHARE", "MIN_BATCH",
+           "DEFAULT_TRIES_KEEP", "MAX_TRIES"]
 
 #: Strength multiplier of the retry.
 DEFAULT_FACTOR = 1.5
@@ -47,6 +48,10 @@ DEFAULT_FACTOR = 1.5
 DEFAULT_SHARE = 0.5
 #: The fewest images whose median gain is a usable reference.
 MIN_BATCH = 8
+#: Edits more per face with ``keep`` (a search over the strength), unless ``tries`` is given.
+DEFAULT_TRIES_KEEP = 3
+#: The most edits more per face.
+MAX_TRIES = 8
 
 
 @dataclass
@@ -60,11 +65,22 @@ class CheckedEdit:
     median_gains: list[float]  # the reference gain per direction (the batch median, or the given one)
     factor: float
     share: float
+    changed: torch.Tensor | None = None  # (N,) with keep: attributes CLIP read as changed by the first edit
+    kept: list[str] = field(default_factory=list)  # the attribute groups checked (keep=), the edited ones left out
+    extra: torch.Tensor | None = None  # (N,) how many more times each face was edited
+    multipliers: torch.Tensor | None = None  # (N, D) the strength multipliers of the edit each face kept
+    final_weak: torch.Tensor | None = None  # (N, D) the kept edit was weak for that direction
+    final_changed: torch.Tensor | None = None  # (N,) with keep: attributes the kept edit changed
 
     @property
     def retried(self) -> torch.Tensor:
         """(N,) bool: the faces edited a second time."""
-        return self.weak.any(dim=1)
+        return self.weak.any(dim=1) if self.extra is None else self.extra > 0
+
+    @property
+    def leaky(self) -> torch.Tensor:
+        """(N,) bool: with keep, the faces whose first edit changed an attribute CLIP was asked to keep."""
+        return torch.zeros(self.weak.shape[0], dtype=torch.bool) if self.changed is None else self.changed > 0
 
     @property
     def edited(self) -> torch.Tensor:
@@ -128,18 +144,61 @@ def _prompt_embeddings(encoder, direction) -> tuple[torch.Tensor, torch.Tensor]:
     return loss.txt_source, loss.txt_target
 
 
+def _keep_groups(encoder, keep, prompts) -> list[tuple[str, torch.Tensor]]:
+    """The ``keep`` groups as (name, unit prompt embeddings (P, D)), leaving out every group that holds the prompt
+    nearest a direction's target prompt (the edited attribute itself)."""
+    if isinstance(keep, (str, bytes)) or not hasattr(keep, "items"):
+        raise ValueError(f"keep: expected {{attribute: [prompt, …]}} (e.g. a profile's keep_prompts), got {keep!r}")
+    groups = []
+    for name, texts in keep.items():
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if len(texts) < 2 or not all(isinstance(t, str) and t.strip() for t in texts):
+            raise ValueError(f"keep: the group {name!r} needs two or more non-empty prompts to choose among, "
+                             f"got {texts!r}")
+        with torch.no_grad():
+            groups.append((str(name), _unit(encoder.encode_text(texts))))
+    if not groups:
+        raise ValueError("keep: no attribute groups given (this profile has no keep_prompts; pass keep=…)")
+    own = set()
+    for _, target in prompts:
+        sims = [float((units.to(target.device) @ _unit(target)).max()) for _, units in groups]
+        own.add(max(range(len(groups)), key=sims.__getitem__))
+    kept = [g for k, g in enumerate(groups) if k not in own]
+    if not kept:
+        raise ValueError(f"keep: every group names an edited attribute ({', '.join(n for n, _ in groups)}); "
+                         "nothing is left to keep")
+    return kept
+
+
+def _readings(units: torch.Tensor, groups) -> torch.Tensor:
+    """(N, G): per image, the index of the nearest prompt of each group."""
+    if not groups:
+        return torch.zeros(units.shape[0], 0, dtype=torch.long)
+    return torch.stack([(units @ g.to(units.device).T).argmax(dim=1).cpu() for _, g in groups], dim=1)
+
+
 def edit_checked(editor, images: torch.Tensor, directions, *, factor: float = DEFAULT_FACTOR,
-                 share: float = DEFAULT_SHARE, references: Sequence[float] | None = None,
-                 generator: torch.Generator | None = None, **edit_kwargs) -> CheckedEdit:
+                 share: float = DEFAULT_SHARE, references: Sequence[float] | None = None, keep=None,
+                 tries: int | None = None, generator: torch.Generator | None = None, **edit_kwargs) -> CheckedEdit:
     """Edit ``images`` with ``directions`` (as :meth:`AsyrpEditor.edit <asyrp_lib.pipeline.AsyrpEditor.edit>`), then
     edit the faces CLIP finds weak once more with those directions' strengths × ``factor`` (module docstring).
 
+    ``keep``: ``{attribute: [prompt, …]}`` (e.g. ``editor.profile.keep_prompts``): CLIP also reads each of these
+    attributes (the nearest prompt of each group) on the source and the edit, leaving out the groups of the edited
+    attributes, and a face whose reading changed is edited again *weaker* (÷ ``factor``); a face that is weak goes
+    stronger, and once a face has been both, halfway between (geometric mean) — up to ``tries`` edits more per
+    face (default 3 with ``keep``, else 1). A face keeps its first edit that passes both tests, else the edit
+    that was weak for the fewest directions and then changed the fewest attributes (ties: the later one).
+    Without ``keep`` this is the one retry of the weak faces, and the retry is kept.
+
     ``references``: the typical gain per direction (default: each direction's median over this batch, which needs
-    at least :data:`MIN_BATCH` images). ``generator`` draws the boosting noise of both passes. Other keyword
+    at least :data:`MIN_BATCH` images). ``generator`` draws the boosting noise of every pass. Other keyword
     arguments go to :meth:`edit`; ``keep_previews`` is not supported. The returned ``result.reconstruction`` is the
     first pass's."""
     if check_number(factor, "factor") <= 1.0:
         raise ValueError(f"factor: expected a strength multiplier above 1, got {factor!r}")
+    if tries is not None and (isinstance(tries, bool) or not isinstance(tries, int) or not 1 <= tries <= MAX_TRIES):
+        raise ValueError(f"tries: expected a whole number of edits more per face, 1 to {MAX_TRIES}, got {tries!r}")
     if edit_kwargs.get("keep_previews"):
         raise ValueError("keep_previews: not available with the CLIP check (faces come from two passes)")
     dirs = editor.directions(directions, allow_other_model=edit_kwargs.get("allow_other_model", False))
@@ -155,24 +214,74 @@ def edit_checked(editor, images: torch.Tensor, directions, *, factor: float = DE
                              f"{d.strength * float(factor):g}, beyond the largest strength, {MAX_STRENGTH:g}")
     encoder = editor.profile.clip
     prompts = [_prompt_embeddings(encoder, d) for d in dirs]  # before editing: fail fast
-    pairs = [(d.source, d.strength) for d in dirs]
-    first = editor.edit(images, pairs, generator=generator, **edit_kwargs)
+    groups = None if keep is None else _keep_groups(encoder, keep, prompts)
+    tries = tries if tries is not None else (DEFAULT_TRIES_KEEP if groups else 1)
+    first = editor.edit(images, [(d.source, d.strength) for d in dirs], generator=generator, **edit_kwargs)
     units_source, units_edit = _image_units(encoder, first.source), _image_units(encoder, first.edited)  # once
-    gains = torch.stack([_gain(units_source, units_edit, ts, tt, d.strength) for d, (ts, tt) in zip(dirs, prompts)],
+
+    def judge(src_units, edit_units, read_src):
+        g = torch.stack([_gain(src_units, edit_units, ts, tt, d.strength) for d, (ts, tt) in zip(dirs, prompts)],
                         dim=1)
+        changed = (_readings(edit_units, groups or []) != read_src).sum(dim=1)
+        return g, changed
+
+    read_source = _readings(units_source, groups or [])
+    gains, changed = judge(units_source, units_edit, read_source)
     weak_cols, medians = [], []
     for j in range(len(dirs)):
         mask, ref = weak_faces(gains[:, j], share, None if references is None else references[j])
         weak_cols.append(mask)
         medians.append(ref)
     weak = torch.stack(weak_cols, dim=1)
+    thresholds = torch.tensor([float(share) * m for m in medians])
+    n, n_dirs = weak.shape
+    strengths = torch.tensor([d.strength for d in dirs], dtype=torch.float64)
+    caps = MAX_STRENGTH / strengths.abs()  # the largest multiplier per direction
+    mult = torch.ones(n, n_dirs, dtype=torch.float64)
+    lo = torch.full((n, n_dirs), float("nan"), dtype=torch.float64)
+    hi = lo.clone()
+    chosen_mult, extra = mult.clone(), torch.zeros(n, dtype=torch.long)
+    cur_weak, cur_changed = weak.clone(), changed.clone()
+    final_weak, final_changed = weak.clone(), changed.clone()
     edited = first.edited.clone()
     retry_kwargs = {**edit_kwargs, "reconstruct": False}
-    for pattern in sorted({tuple(row.tolist()) for row in weak if row.any()}):
-        idx = (weak == torch.tensor(pattern)).all(dim=1).nonzero().flatten()
-        stronger = [(d.source, d.strength * (factor if w else 1.0)) for d, w in zip(dirs, pattern)]
-        again = editor.edit(images[idx.to(images.device)], stronger, generator=generator, **retry_kwargs)
-        edited[idx.to(edited.device)] = again.edited.to(edited.device)
+    for _ in range(tries):
+        failing = cur_weak.any(dim=1) | (cur_changed > 0)
+        new = mult.clone()
+        for i in failing.nonzero().flatten().tolist():
+            for j in range(n_dirs):
+                if cur_changed[i] > 0:
+                    hi[i, j], up = mult[i, j], False
+                elif cur_weak[i, j]:
+                    lo[i, j], up = mult[i, j], True
+                else:
+                    continue
+                if not (torch.isnan(lo[i, j]) or torch.isnan(hi[i, j])):
+                    m = torch.sqrt(lo[i, j] * hi[i, j])
+                else:
+                    m = mult[i, j] * factor if up else mult[i, j] / factor
+                new[i, j] = min(float(m), float(caps[j]))
+        active = failing & (new != mult).any(dim=1)
+        if not active.any():
+            break
+        mult[active] = new[active]
+        for pattern in sorted({tuple(row.tolist()) for row in mult[active]}):
+            idx = (active & (mult == torch.tensor(pattern, dtype=torch.float64)).all(dim=1)).nonzero().flatten()
+            pairs = [(d.source, d.strength * m) for d, m in zip(dirs, pattern)]
+            again = editor.edit(images[idx.to(images.device)], pairs, generator=generator, **retry_kwargs)
+            g, ch = judge(units_source[idx.to(units_source.device)], _image_units(encoder, again.edited),
+                          read_source[idx])
+            w = g < thresholds
+            for k, i in enumerate(idx.tolist()):
+                better = (int(w[k].sum()), int(ch[k])) <= (int(final_weak[i].sum()), int(final_changed[i]))
+                if groups is None or better:  # without keep, the retry is kept (one try)
+                    edited[i] = again.edited[k].to(edited.device)
+                    chosen_mult[i], final_weak[i], final_changed[i] = mult[i], w[k], ch[k]
+                cur_weak[i], cur_changed[i] = w[k], ch[k]
+                extra[i] += 1
     first_edited, first.edited = first.edited, edited
     return CheckedEdit(result=first, first_edited=first_edited, gains=gains, weak=weak, median_gains=medians,
-                       factor=float(factor), share=float(share))
+                       factor=float(factor), share=float(share), changed=changed if groups else None,
+                       kept=[name for name, _ in groups] if groups else [], extra=extra,
+                       multipliers=chosen_mult.float(), final_weak=final_weak,
+                       final_changed=final_changed if groups else None)

@@ -119,3 +119,115 @@ def test_asyrp_edit_retry_checks_each_chunk_and_judges_a_small_last_chunk_by_the
     code = main(["edit", "--profile", "tiny", "--device", "cpu", "--direction", str(d), "--input", str(inputs),
                  "--batch-size", "4", "--output", str(tmp_path / "o2"), "--retry"])
     assert code == 2 and "give --batch-size 8 or more" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("target, own", [("smiling face", "smile"), ("face with glasses", "glasses"),
+                                         ("face with closed eyes", "eyes"), ("face with red hair", "hair_color")])
+def test_keep_leaves_out_the_group_of_the_edited_attribute(target, own):
+    from asyrp_lib.clip import DirectionalCLIPLoss
+    from asyrp_lib.profiles import TOY_KEEP_PROMPTS, load_clip
+
+    enc = load_clip("toy", device="cpu")
+    loss = DirectionalCLIPLoss(enc, "face", target)
+    groups = retry._keep_groups(enc, dict(TOY_KEEP_PROMPTS), [(loss.txt_source, loss.txt_target)])
+    assert [name for name, _ in groups] == [name for name, _ in TOY_KEEP_PROMPTS if name != own]
+
+
+def test_keep_refuses_groups_it_cannot_read(tiny):
+    prompts = [(F.normalize(torch.randn(tiny.clip.embed_dim), dim=0),) * 2]
+    with pytest.raises(ValueError, match="two or more non-empty prompts"):
+        retry._keep_groups(tiny.clip, {"glasses": ["a face with glasses"]}, prompts)
+    with pytest.raises(ValueError, match="expected"):
+        retry._keep_groups(tiny.clip, ["a face with glasses", "a face without glasses"], prompts)
+    with pytest.raises(ValueError, match="nothing is left to keep"):
+        retry._keep_groups(tiny.clip, {"glasses": ["a face with glasses", "a face without glasses"]}, prompts)
+
+
+def _reader_of_changes(monkeypatch, source_units, leaky_at):
+    """Make the keep test read one attribute that changed on faces ``leaky_at(i, units)`` says, unchanged on sources."""
+    def readings(units, groups):
+        if not groups:
+            return torch.zeros(units.shape[0], 0, dtype=torch.long)
+        out = torch.zeros(units.shape[0], len(groups), dtype=torch.long)
+        for r, u in enumerate(units):
+            match = ((source_units - u).abs().amax(dim=1) < 1e-5).nonzero().flatten()
+            if match.numel() == 0:  # an edit, not a source: which face's?
+                out[r, 0] = int(leaky_at(u))
+        return out
+    monkeypatch.setattr(retry, "_readings", readings)
+
+
+def test_keep_edits_a_face_weaker_when_an_attribute_changed(tmp_path, tiny, monkeypatch):
+    d = saved_direction(tmp_path / "smiling", tiny, attribute="smile", value="smiling")
+    editor = AsyrpEditor(tiny, n_steps=4, progress=False)
+    x = smooth_faces(8, seed=3)
+    kw = dict(eta_boost=0.0, reconstruct=False, references=[-1e3])  # deterministic; no face weak
+    plain = {m: editor.edit(x, [(d, m)], eta_boost=0.0, reconstruct=False).edited for m in (1.0, 1 / 1.5, 1 / 1.5 ** 2,
+                                                                                            1 / 1.5 ** 3)}
+    units = {m: retry._image_units(tiny.clip, e) for m, e in plain.items()}
+    src_units = retry._image_units(tiny.clip, x)
+    keep = {"smile": ["a smiling face", "a frowning face"], "glasses": ["a face with glasses", "a face without glasses"]}
+    # faces 0 and 3 change an attribute at strength 1 and at no weaker one
+    leaky_first = lambda u: any(((units[1.0][i] - u).abs().max() < 1e-4) for i in (0, 3))  # noqa: E731
+    _reader_of_changes(monkeypatch, src_units, leaky_first)
+    monkeypatch.setattr(retry, "_keep_groups", lambda enc, keep, prompts: [("glasses", torch.eye(2))])
+    checked = retry.edit_checked(editor, x, [(d, 1.0)], keep=keep, **kw)
+    assert checked.leaky.tolist() == [i in (0, 3) for i in range(8)]
+    assert checked.extra.tolist() == [int(i in (0, 3)) for i in range(8)] and checked.kept == ["glasses"]
+    assert torch.allclose(checked.multipliers[:, 0], torch.tensor([1 / 1.5 if i in (0, 3) else 1.0 for i in range(8)]))
+    assert torch.allclose(checked.edited[[0, 3]], plain[1 / 1.5][[0, 3]], atol=1e-4)
+    others = [1, 2, 4, 5, 6, 7]
+    assert torch.allclose(checked.edited[others], plain[1.0][others], atol=1e-4)
+    assert checked.final_changed.tolist() == [0] * 8
+    # an attribute that changes at every strength: three edits more, each weaker, and the last one is kept
+    _reader_of_changes(monkeypatch, src_units, lambda u: True)
+    checked = retry.edit_checked(editor, x, [(d, 1.0)], keep=keep, **kw)
+    assert checked.extra.tolist() == [3] * 8 and checked.final_changed.tolist() == [1] * 8
+    assert torch.allclose(checked.multipliers, torch.full((8, 1), 1 / 1.5 ** 3))
+    assert torch.allclose(checked.edited, plain[1 / 1.5 ** 3], atol=1e-4)
+    assert retry.edit_checked(editor, x, [(d, 1.0)], keep=keep, tries=1, **kw).extra.tolist() == [1] * 8
+    with pytest.raises(ValueError, match="tries"):
+        retry.edit_checked(editor, x, [(d, 1.0)], keep=keep, tries=0, **kw)
+
+
+def test_keep_searches_between_a_weak_and_a_changed_strength(tmp_path, tiny, monkeypatch):
+    d = saved_direction(tmp_path / "smiling", tiny, attribute="smile", value="smiling")
+    editor = AsyrpEditor(tiny, n_steps=4, progress=False)
+    x = smooth_faces(8, seed=3)
+    kw = dict(eta_boost=0.0, reconstruct=False)
+    src_units = retry._image_units(tiny.clip, x)
+    strong = retry._image_units(tiny.clip, editor.edit(x, [(d, 1.5)], **kw).edited)
+    # every face is weak at strength 1 (a reference above every gain) and changes an attribute at 1.5
+    _reader_of_changes(monkeypatch, src_units, lambda u: bool(((strong - u).abs().amax(dim=1) < 1e-4).any()))
+    monkeypatch.setattr(retry, "_keep_groups", lambda enc, keep, prompts: [("glasses", torch.eye(2))])
+    checked = retry.edit_checked(editor, x, [(d, 1.0)], keep={"g": ["a", "b"]}, references=[1e3], tries=2, **kw)
+    # 1 (weak) → 1.5 (changed) → √1.5, between the two (still weak): the weak 1.5 edit is not better than √1.5's
+    assert torch.allclose(checked.multipliers, torch.full((8, 1), 1.5 ** 0.5, dtype=torch.float32))
+    assert checked.extra.tolist() == [2] * 8 and checked.final_weak.all() and checked.final_changed.sum() == 0
+    assert torch.allclose(checked.edited, editor.edit(x, [(d, 1.5 ** 0.5)], **kw).edited, atol=1e-4)
+
+
+def test_asyrp_evaluate_keep_reports_what_the_keep_test_did(tmp_path, tiny, capsys):
+    d = saved_direction(tmp_path / "smiling", tiny, attribute="smile", value="smiling")
+    assert main(["evaluate", "--profile", "tiny", "--device", "cpu", "--direction", str(d), "--n", "8",
+                 "--keep"]) == 0
+    out = json.loads(capsys.readouterr().out)["retry"]
+    assert out["factor"] == 1.5 and len(out["keep"]) == 6  # the tiny profile's random CLIP: one of 7 groups left out
+    assert 0 <= out["changed_first"] <= 8 and 0 <= out["retried"] <= out["edits_more"] <= 3 * 8
+
+
+def test_asyrp_edit_keep_names_the_attributes_it_kept(tmp_path, tiny, capsys, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setenv("ASYRP_CACHE", str(tmp_path / "cache"))
+    d = saved_direction(tmp_path / "smiling", tiny, attribute="smile", value="smiling")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i, x in enumerate(smooth_faces(8, seed=5)):
+        Image.fromarray(((x.permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).byte().numpy()).save(
+            inputs / f"{i:02d}.png")
+    assert main(["edit", "--profile", "tiny", "--device", "cpu", "--direction", str(d), "--input", str(inputs),
+                 "--output", str(tmp_path / "out"), "--keep"]) == 0
+    log = capsys.readouterr().err
+    assert "the CLIP check (keeping " in log and "stronger or weaker (× or ÷ 1.5)" in log
+    assert len(list((tmp_path / "out").iterdir())) == 8
