@@ -1,4 +1,5 @@
-r"""CLIP-checked edits: edit a batch, let CLIP find the faces the edit did not reach, edit those once more, stronger.
+r"""CLIP-checked edits: edit a batch, let CLIP find the faces the edit did not reach (or, with ``keep``, changed
+elsewhere) and edit those again, stronger (or weaker).
 
 A trained f_t moves most faces a similar way, but at strength 1 it leaves a few almost as they were (on the toy
 model, about one face in five for ``smiling`` and ``closed_eyes``: the smile stays below the oracle's threshold,
@@ -21,11 +22,24 @@ direction (e.g. the ``median_gains`` of an earlier :class:`CheckedEdit` of the s
 faces that lack the target, as ``asyrp evaluate`` picks them: a face that already shows it cannot move much
 further, so its gain is small too and it is retried (at 1.5 × the strength, usually harmless, but not needed).
 
+*Keeping the other attributes* (``keep=``; ``asyrp evaluate --keep``, ``asyrp edit --keep``). The same CLIP can
+read what else an edit changed. ``keep`` gives one group of prompts per attribute (a profile's ``keep_prompts``;
+for the toy world "a face with glasses" / "a face without glasses", the hair colours, …); an image's reading of
+an attribute is the group's prompt nearest to it (zero-shot), and the groups holding the prompt nearest a
+direction's target prompt (the edited attributes) are left out. A face whose reading of a kept attribute differs
+between its source and its edit is edited again *weaker* (strength ÷ ``factor``), a weak face stronger
+(× ``factor``), and a face seen both ways halfway between (the geometric mean), up to ``tries`` edits more (3).
+It keeps the first edit that is neither weak nor changes a kept attribute, else the one weak for the fewest
+directions and then changing the fewest attributes (ties: the later). So this is a search, judged by CLIP alone,
+for the strength at which a face takes the edit and nothing else; it finds one where one exists and cannot where
+the direction moves other attributes at every strength that reaches its target.
+
 Measured on the toy model (``data/MODEL_CARD.md``): the faces the CLIP gain marks weak are the faces the oracle
 reads as failed edits (all of them, and one or two successes more), and the retry raises the success of
 ``smiling``, ``closed_eyes`` and ``glasses`` (for the last two at the cost of one face's other attributes). It
-cannot help a face the direction does not move at all, nor a direction that changes other attributes as it edits
-(``red_hair``): CLIP checks the target, not what else moved.
+cannot help a face the direction does not move at all. Without ``keep`` it checks the target, not what else
+moved, so it does not make an entangled direction (``red_hair``) cleaner; with ``keep`` it makes it cleaner
+only on the faces where a weaker edit still reaches the target.
 """
 from __future__ import annotations
 

@@ -7,6 +7,7 @@
 
     python scripts/measure_combinations.py            # 32 faces each; writes data/directions/combinations.json
     python scripts/measure_combinations.py --retry    # also with the CLIP check (asyrp_lib.retry): keys *_retry
+    python scripts/measure_combinations.py --keep     # and with the check that keeps the other attributes: *_keep
 
 Faces come from evaluate.HELDOUT_SEED + 50_000 onwards, a range the single-direction metrics do not use.
 """
@@ -28,17 +29,22 @@ from asyrp_lib._utils import data_dir  # noqa: E402
 from asyrp_lib.directions import faces_without  # noqa: E402
 
 
-def measure(editor, oracle, folder: Path, n: int, seed: int, retry: bool = False) -> dict:
+def measure(editor, oracle, folder: Path, n: int, seed: int, retry: bool = False, keep: bool = False) -> dict:
     """The two measurements; with ``retry`` also with the CLIP check (keys ``*_retry``), from the same edits: the
-    checked edit's first pass is the plain one (``asyrp_lib.retry.edit_checked``)."""
+    checked edit's first pass is the plain one (``asyrp_lib.retry.edit_checked``); with ``keep`` also with the
+    check that keeps the other attributes (``keep=`` the profile's prompts; keys ``*_keep``)."""
     from asyrp_lib.retry import edit_checked
 
     def edits(x, directions):  # [(key suffix, edited images)]
         gen = torch.Generator().manual_seed(0)
-        if retry:
-            checked = edit_checked(editor, x, directions, generator=gen, reconstruct=False)
-            return [("", checked.first_edited), ("_retry", checked.edited)]
-        return [("", editor.edit(x, directions, generator=gen, reconstruct=False).edited)]
+        if not retry:
+            return [("", editor.edit(x, directions, generator=gen, reconstruct=False).edited)]
+        checked = edit_checked(editor, x, directions, generator=gen, reconstruct=False)
+        out = [("", checked.first_edited), ("_retry", checked.edited)]
+        if keep:
+            out.append(("_keep", edit_checked(editor, x, directions, keep=editor.profile.keep_prompts,
+                                              generator=torch.Generator().manual_seed(0), reconstruct=False).edited))
+        return out
 
     out = {}
     x = evaluate.source_faces("smile", "frowning", n, seed).images
@@ -62,6 +68,8 @@ def main(argv=None) -> int:
     p.add_argument("--directions", default=None, help="folder of the directions (default data/directions)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--retry", action="store_true", help="also measure with the CLIP check and retry (keys *_retry)")
+    p.add_argument("--keep", action="store_true", help="also with the check that keeps the other attributes (keys "
+                   "*_keep; implies --retry)")
     args = p.parse_args(argv)
     from asyrp_lib.pipeline import AsyrpEditor
     from asyrp_lib.profiles import load_profile
@@ -72,7 +80,8 @@ def main(argv=None) -> int:
     oracle = tw.Oracle.load(device=profile.device)
     t0 = time.time()
     result = {"n": args.n, "first_seed": evaluate.HELDOUT_SEED + 50_000,
-              **measure(editor, oracle, folder, args.n, evaluate.HELDOUT_SEED + 50_000, retry=args.retry)}
+              **measure(editor, oracle, folder, args.n, evaluate.HELDOUT_SEED + 50_000, retry=args.retry or args.keep,
+                      keep=args.keep)}
     result["seconds"] = round(time.time() - t0, 1)
     (folder / "combinations.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))

@@ -6,7 +6,8 @@
 #
 # Each direction is a folder data/directions/<name>/ (delta_net.safetensors + delta_net.json, history.json)
 # plus metrics.json from `asyrp evaluate` (success, others kept, LPIPS, S_dir on N_EVAL held-out faces) and
-# metrics_retry.json from `asyrp evaluate --retry` (the same faces, CLIP-checked: asyrp_lib.retry).
+# metrics_retry.json from `asyrp evaluate --retry` (the same faces, CLIP-checked: asyrp_lib.retry) and
+# metrics_keep.json from `asyrp evaluate --keep` (the check that also keeps the other attributes CLIP reads).
 # An interrupted run resumes: the script passes --resume, and a finished direction is trained no further.
 # The training state (train_state.pt) stays beside it and is git-ignored.
 set -euo pipefail
@@ -47,11 +48,16 @@ while IFS='|' read -r name source target attribute value lambda_l1 lr spare; do
   # shellcheck disable=SC2086
   $ASYRP evaluate --profile toy $DEVICE_ARGS --direction "$OUT/$name" --attribute "$attribute" --value "$value" \
     --n "$N_EVAL" --retry --output "$OUT/$name/metrics_retry.json" >/dev/null
-  python - "$OUT/$name/metrics.json" "$OUT/$name/metrics_retry.json" <<'EOF'
+  # and with the check that also keeps the other attributes CLIP reads (asyrp_lib.retry, keep=)
+  # shellcheck disable=SC2086
+  $ASYRP evaluate --profile toy $DEVICE_ARGS --direction "$OUT/$name" --attribute "$attribute" --value "$value" \
+    --n "$N_EVAL" --keep --output "$OUT/$name/metrics_keep.json" >/dev/null
+  python - "$OUT/$name/metrics.json" "$OUT/$name/metrics_retry.json" "$OUT/$name/metrics_keep.json" <<'EOF'
 import json, sys
 for path in sys.argv[1:]:
     m = json.load(open(path, encoding='utf-8'))
-    how = f"with the CLIP check ({m['retry']['retried']} faces retried)" if 'retry' in m else "strength 1"
+    how = "strength 1" if 'retry' not in m else f"with the CLIP check ({m['retry']['retried']} faces retried" + (
+        f", keeping {len(m['retry']['keep'])} attributes)" if 'keep' in m['retry'] else ")")
     print(f"   {how}: success {m['success']:.2f}, others kept {m['others_kept']:.2f}, LPIPS {m['lpips']:.3f}, "
           f"S_dir {m['s_dir']:.3f}, t_edit {m['t_edit']}, t_boost {m['t_boost']}", file=sys.stderr)
 EOF
