@@ -142,6 +142,11 @@ def _add_retry(p) -> None:
                         "more per image")
 
 
+def _check_flag(args) -> str:
+    """The option that asked for the CLIP check, for messages: --keep (which implies --retry) or --retry."""
+    return "--keep" if getattr(args, "keep", False) else "--retry"
+
+
 def _keep_option(args, profile) -> dict:
     """edit_checked's ``keep=`` for --keep (the profile's keep prompts; --keep implies --retry); {} without it."""
     if not getattr(args, "keep", False):
@@ -351,7 +356,7 @@ def _cmd_edit(args) -> int:
         from .retry import MIN_BATCH, edit_checked
 
         if len(chunks[0]) < MIN_BATCH:
-            raise ValueError(f"--retry: the CLIP check compares each image with the median of its chunk, which needs at "
+            raise ValueError(f"{_check_flag(args)}: the CLIP check compares each image with the median of its chunk, which needs at "
                              f"least {MIN_BATCH} images; " + (
                                  f"got {len(files)} image(s)" if len(files) < MIN_BATCH else
                                  f"the chunks hold {batch}: give --batch-size {MIN_BATCH} or more"))
@@ -503,7 +508,7 @@ def _cmd_evaluate(args) -> int:
         from .retry import MIN_BATCH
 
         if args.n < MIN_BATCH:
-            raise ValueError(f"--retry: the CLIP check compares each face with the median of the batch, which needs "
+            raise ValueError(f"{_check_flag(args)}: the CLIP check compares each face with the median of the batch, which needs "
                              f"--n {MIN_BATCH} or more; got --n {args.n}")
     seed = evaluate.HELDOUT_SEED if args.seed is None else args.seed
     src = evaluate.source_faces(attribute, value, args.n, seed=seed, size=size)

@@ -214,6 +214,9 @@ def test_asyrp_evaluate_keep_reports_what_the_keep_test_did(tmp_path, tiny, caps
     out = json.loads(capsys.readouterr().out)["retry"]
     assert out["factor"] == 1.5 and len(out["keep"]) == 6  # the tiny profile's random CLIP: one of 7 groups left out
     assert 0 <= out["changed_first"] <= 8 and 0 <= out["retried"] <= out["edits_more"] <= 3 * 8
+    assert main(["evaluate", "--profile", "tiny", "--device", "cpu", "--direction", str(d), "--n", "4",
+                 "--keep"]) == 2
+    assert "--keep: the CLIP check compares each face with the median" in capsys.readouterr().err
 
 
 def test_asyrp_edit_keep_names_the_attributes_it_kept(tmp_path, tiny, capsys, monkeypatch):
