@@ -163,14 +163,15 @@ def _keep_groups(encoder, keep, prompts) -> list[tuple[str, torch.Tensor]]:
     nearest a direction's target prompt (the edited attribute itself)."""
     if isinstance(keep, (str, bytes)) or not hasattr(keep, "items"):
         raise ValueError(f"keep: expected {{attribute: [prompt, …]}} (e.g. a profile's keep_prompts), got {keep!r}")
+    from .clip import _check_prompts
+
     groups = []
     for name, texts in keep.items():
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        if len(texts) < 2 or not all(isinstance(t, str) and t.strip() for t in texts):
-            raise ValueError(f"keep: the group {name!r} needs two or more non-empty prompts to choose among, "
-                             f"got {texts!r}")
+        texts = _check_prompts(list(texts) if isinstance(texts, tuple) else texts, f"keep[{name!r}]")
+        if len(texts) < 2:
+            raise ValueError(f"keep: the group {name!r} needs two or more prompts to choose among, got {texts!r}")
         with torch.no_grad():
-            groups.append((str(name), _unit(encoder.encode_text(texts))))
+            groups.append((str(name), encoder.encode_text(texts)))  # unit vectors
     if not groups:
         raise ValueError("keep: no attribute groups given (this profile has no keep_prompts; pass keep=…)")
     own = set()

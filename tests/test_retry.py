@@ -135,8 +135,10 @@ def test_keep_leaves_out_the_group_of_the_edited_attribute(target, own):
 
 def test_keep_refuses_groups_it_cannot_read(tiny):
     prompts = [(F.normalize(torch.randn(tiny.clip.embed_dim), dim=0),) * 2]
-    with pytest.raises(ValueError, match="two or more non-empty prompts"):
+    with pytest.raises(ValueError, match="two or more prompts"):
         retry._keep_groups(tiny.clip, {"glasses": ["a face with glasses"]}, prompts)
+    with pytest.raises(ValueError, match=r"keep\['glasses'\]\[1\]"):  # the project's prompt check names the prompt
+        retry._keep_groups(tiny.clip, {"glasses": ["a face with glasses", " "]}, prompts)
     with pytest.raises(ValueError, match="expected"):
         retry._keep_groups(tiny.clip, ["a face with glasses", "a face without glasses"], prompts)
     with pytest.raises(ValueError, match="nothing is left to keep"):
