@@ -1,5 +1,9 @@
-"""Write solved copies of the course notebooks: each exercise's starter line ``name = ...`` replaced by the
-solution code that assigns ``name`` in ``notebooks/solutions/<notebook>.md``.
+"""Write solved copies of the course notebooks: each exercise's starter replaced by its solution code in
+``notebooks/solutions/<notebook>.md``.
+
+Two kinds of starter: a line ``name = ...`` (an exploring exercise: the solution block that assigns ``name``
+replaces the line), and a function or class the student writes, ``def name(...):`` whose body is a docstring and
+``...`` (for a class: any of its methods so), which the solution block defining ``name`` replaces whole.
 
     python scripts/solve_notebooks.py OUT_FOLDER [NOTEBOOK ...]     # default: every notebook with solutions
 
@@ -11,6 +15,7 @@ blocks the first is used. Starters without one are left as they are and listed o
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import re
 import sys
@@ -33,6 +38,66 @@ def starters(nb: dict) -> list[tuple[int, int, str]]:
             if m:
                 found.append((i, j, m.group(1)))
     return found
+
+
+def _is_stub(node) -> bool:
+    """A def whose body is an optional docstring and ``...``; a class with such a method."""
+    if isinstance(node, ast.ClassDef):
+        return any(_is_stub(n) for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return False
+    body = list(node.body)
+    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        body = body[1:]
+    return (len(body) == 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+            and body[0].value.value is Ellipsis)
+
+
+def _parse(source: str):
+    try:
+        return ast.parse(source)
+    except SyntaxError:
+        return None
+
+
+def def_starters(nb: dict) -> list[tuple[int, str]]:
+    """(cell index, name) of every function or class the student writes (a top-level def left as ``...``)."""
+    found = []
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        tree = _parse("".join(cell["source"]))
+        for node in (tree.body if tree else []):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and _is_stub(node):
+                found.append((i, node.name))
+    return found
+
+
+def definition_for(name: str, blocks: list[str]) -> str | None:
+    """The source of the top-level ``def name`` / ``class name`` in the first block that has one (decorators
+    included)."""
+    for block in blocks:
+        tree = _parse(block)
+        for node in (tree.body if tree else []):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
+                start = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                return "\n".join(block.split("\n")[start - 1:node.end_lineno])
+    return None
+
+
+def _replace_definition(source: str, name: str, code: str) -> str:
+    tree = ast.parse(source)
+    node = next(n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                and n.name == name)
+    start = min([node.lineno] + [d.lineno for d in node.decorator_list])
+    lines = source.split("\n")
+    return "\n".join(lines[:start - 1] + code.split("\n") + lines[node.end_lineno:])
+
+
+def _set_source(cell: dict, text: str) -> None:
+    parts = text.split("\n")
+    cell["source"] = [s + "\n" for s in parts[:-1]] + [parts[-1]]
 
 
 def solution_blocks(markdown: str) -> list[str]:
@@ -58,8 +123,14 @@ def solve(nb_path: Path) -> tuple[dict, list[str], list[str]]:
             continue
         lines = "".join(nb["cells"][i]["source"]).split("\n")
         lines[j] = code
-        text = "\n".join(lines)
-        nb["cells"][i]["source"] = [s + "\n" for s in text.split("\n")[:-1]] + [text.split("\n")[-1]]
+        _set_source(nb["cells"][i], "\n".join(lines))
+        filled.append(name)
+    for i, name in def_starters(nb):
+        code = definition_for(name, blocks)
+        if code is None:
+            missing.append(name)
+            continue
+        _set_source(nb["cells"][i], _replace_definition("".join(nb["cells"][i]["source"]), name, code))
         filled.append(name)
     for cell in nb["cells"]:
         if cell["cell_type"] == "code":

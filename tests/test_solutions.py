@@ -1,7 +1,7 @@
 """The exercises' solutions (notebooks/solutions/*.md) against the notebooks' starter cells.
 
-Always: every starter line ``name = ...`` of every notebook has a solution block that assigns it, and every
-solution block is valid Python. With ``ASYRP_RUN_SOLUTIONS=1``: the solved copies (scripts/solve_notebooks.py)
+Always: every starter of every notebook (a line ``name = ...``, or a function or class left as ``...``) has
+solution code, and every solution block is valid Python. With ``ASYRP_RUN_SOLUTIONS=1``: the solved copies (scripts/solve_notebooks.py)
 run top to bottom, check cells included, in the current profile (slow: every exercise trains or edits).
 """
 import ast
@@ -35,9 +35,10 @@ def test_every_starter_has_runnable_solution_code(path):
             pytest.fail(f"{path.stem}: solution block {i + 1} is not valid Python: {e}")
     nb, filled, missing = sn.solve(path)
     assert not missing, f"{path.stem}: starters without solution code: {missing}"
-    names = [name for _, _, name in sn.starters(json.loads(path.read_text()))]
+    original = json.loads(path.read_text())
+    names = [name for _, _, name in sn.starters(original)] + [name for _, name in sn.def_starters(original)]
     assert filled == names
-    assert not sn.starters(nb), "a starter line survived in the solved notebook"
+    assert not sn.starters(nb) and not sn.def_starters(nb), "a starter survived in the solved notebook"
     for cell in nb["cells"]:  # the solved notebook's code cells parse (IPython magics aside)
         if cell["cell_type"] == "code":
             ast.parse("\n".join(l for l in "".join(cell["source"]).split("\n") if not l.lstrip().startswith(("%", "!"))))
@@ -74,3 +75,27 @@ def test_solved_notebook_runs(path, tmp_path):
                            "--nbval-current-env", "--nbval-cell-timeout=1200", str(solved)],
                           cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+def test_solve_replaces_a_function_starter_whole(tmp_path):
+    starter = ('import torch\n\ndef double(x):\n    """2·x."""\n    ...\n\nclass Net:\n    def forward(self, x):\n'
+               '        ...\n\nprint(double(1))')
+    nb = {"cells": [{"cell_type": "code", "source": [starter], "outputs": [], "execution_count": None,
+                     "metadata": {}}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    assert sn.def_starters(nb) == [(0, "double"), (0, "Net")]
+    (tmp_path / "solutions").mkdir()
+    path = tmp_path / "98_demo.ipynb"
+    path.write_text(json.dumps(nb))
+    (tmp_path / "solutions" / "98_demo.md").write_text(
+        "```python\ndef double(x):\n    return 2 * x\n\n\nclass Net:\n    def forward(self, x):\n        return x\n```\n")
+    old = sn.NOTEBOOKS
+    sn.NOTEBOOKS = tmp_path
+    try:
+        solved, filled, missing = sn.solve(path)
+    finally:
+        sn.NOTEBOOKS = old
+    assert (filled, missing) == (["double", "Net"], [])
+    src = "".join(solved["cells"][0]["source"])
+    assert src == ("import torch\n\ndef double(x):\n    return 2 * x\n\nclass Net:\n    def forward(self, x):\n"
+                   "        return x\n\nprint(double(1))")
+    assert not sn.def_starters(solved)
