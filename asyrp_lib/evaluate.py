@@ -154,6 +154,7 @@ def edit_metrics(
     source_attrs: Sequence[dict] | None = None,
     face_threshold: float = 0.5,
     batch_size: int = 64,
+    per_image: bool = False,
 ) -> dict:
     """How well ``edited_images`` edit ``source_images`` to ``attribute = target_value`` (see the module docstring).
 
@@ -165,7 +166,9 @@ def edit_metrics(
     ``changes`` (for each other attribute, how often it went from which value to which: ``{"skin":
     {"dark → medium": 9}}``, so a shortfall in ``others_kept`` says what the edit does instead), ``lpips``,
     ``s_dir`` (None without the metric), ``face_rate`` and ``source_success`` (the share of sources already
-    reading the target value: should be 0).
+    reading the target value: should be 0). ``per_image``: also ``images``, one dict per face with the oracle's
+    label of ``attribute`` on the source and the edit (``before``, ``after``), ``hit`` and the other attributes
+    that changed (``changed``), for figures.
     """
     others = _checked_edit_inputs(source_images, edited_images, attribute, target_value, others, source_attrs,
                                   oracle)
@@ -201,6 +204,10 @@ def edit_metrics(
         "face_rate": sum(is_face) / n,
         "source_success": sum(label_of(p, attribute) == target_value for p in pred_source) / n,
     }
+    if per_image:
+        out["images"] = [{"before": label_of(ps, attribute), "after": label_of(p, attribute), "hit": h,
+                          "changed": sorted(a for a, ok in k.items() if not ok)}
+                         for ps, p, h, k in zip(pred_source, pred_edit, hit, kept)]
     if lpips is not None:
         out["lpips"] = _batched_mean(lpips, lpips, source, edited, batch_size)
     if clip_loss is not None:  # S_dir takes (edited, source)

@@ -3,11 +3,11 @@ r"""The editing interval and the quality-boosting interval (Asyrp §3.3–3.4; t
 Two LPIPS curves over the timesteps t, averaged over a set of images x_0:
 
     LPIPS(x_0, P_t)         how far the model's prediction of x_0 at t is from x_0: how much is still undecided
-    λ_t = LPIPS(x_0, x_t)   quality deficiency: how much noise x_t still carries
+    γ_t = LPIPS(x_0, x_t)   quality deficiency: how much noise x_t still carries
 
-The slides define the editing strength as ξ_t = LPIPS(x_0, P_T) − LPIPS(x_0, P_t); the reference
-implementation, and this library, threshold LPIPS(x_0, P_t) itself, which needs no P_T (for a fixed set of
-images the two differ by the constant LPIPS(x_0, P_T)).
+The paper's editing strength of the interval [T, t] is ξ_t = LPIPS(x_0, P_T) − LPIPS(x_0, P_t); the reference
+implementation, and this library, threshold LPIPS(x_0, P_t) = LPIPS(x_0, P_T) − ξ_t itself, which needs no P_T
+(for a fixed set of images the two differ by the constant LPIPS(x_0, P_T)).
 
 with x_t drawn from the forward process q(x_t | x_0),  x_t = sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) ε,  ε ~ N(0, I)
 (one ε per image, shared by all t, so the curves are smooth in t), and P_t = (x_t - sqrt(1 - ᾱ_t) ε_θ(x_t, t)) / sqrt(ᾱ_t)
@@ -15,7 +15,7 @@ the model's predicted x_0 (:func:`asyrp_lib.ddim.predicted_x0`). As in the refer
 go to LPIPS unclamped.
 
 The editing interval is [t_edit, T], where LPIPS(x_0, P_{t_edit}) = 0.33 (:func:`select_t_edit`); quality
-boosting (stochastic, η = 1) acts on the steps with t < t_boost, where λ_{t_boost} = LPIPS(x_0, x_{t_boost}) = 1.2
+boosting (stochastic, η = 1) acts on the steps with t < t_boost, where γ_{t_boost} = LPIPS(x_0, x_{t_boost}) = 1.2
 (:func:`select_t_boost`). Both select the first timestep, counting up from t = 0, at which the mean curve reaches
 the threshold. :func:`edit_threshold` is the reference implementation's prompt-dependent threshold
 0.33 · cos(E_T(source), E_T(target)). :func:`find_intervals` does all of it for a profile and a prompt pair,
@@ -134,7 +134,7 @@ def lpips_x_pt(unet, x0: torch.Tensor, schedule: ddim.Schedule, lpips, timesteps
 
 def lpips_x_xt(x0: torch.Tensor, schedule: ddim.Schedule, lpips, timesteps=None, *, seed: int = 0,
                progress: bool = True) -> IntervalCurve:
-    """λ_t = LPIPS(x_0, x_t) for each timestep and image (no model needed). Arguments as :func:`lpips_x_pt`;
+    """γ_t = LPIPS(x_0, x_t) for each timestep and image (no model needed). Arguments as :func:`lpips_x_pt`;
     the same ``seed`` draws the same ε, so the two curves see the same x_t."""
     return _curve(x0, schedule, lpips, timesteps, seed, progress, "LPIPS(x, x_t)")
 
@@ -177,7 +177,7 @@ def select_t_edit(timesteps: Sequence[int], lpips_x_pt, threshold: float = 0.33)
 
 
 def select_t_boost(timesteps: Sequence[int], lpips_x_xt, threshold: float = 1.2) -> int:
-    """t_boost: the first timestep (counting up from 0) where the mean λ_t = LPIPS(x, x_t) reaches ``threshold``.
+    """t_boost: the first timestep (counting up from 0) where the mean γ_t = LPIPS(x, x_t) reaches ``threshold``.
 
     Quality boosting (stochastic steps, η = 1) acts on the steps with t < t_boost. Same conventions as
     :func:`select_t_edit`.
@@ -213,7 +213,7 @@ class Intervals:
     t_boost: int
     timesteps: list  # ascending
     lpips_x_pt: list  # mean LPIPS(x, P_t) per timestep
-    lpips_x_xt: list  # mean λ_t = LPIPS(x, x_t) per timestep
+    lpips_x_xt: list  # mean γ_t = LPIPS(x, x_t) per timestep
     edit_threshold: float
     boost_threshold: float
     text_cosine: float | None = None
@@ -229,7 +229,7 @@ class Intervals:
         return d
 
     def plot(self, ax=None):
-        """ξ_t and λ_t against t with the thresholds and the chosen t_edit / t_boost; returns the figure."""
+        """LPIPS(x, P_t) and γ_t against t with the thresholds and the chosen t_edit / t_boost; returns the figure."""
         import matplotlib.pyplot as plt
 
         fig = None
@@ -237,7 +237,7 @@ class Intervals:
             fig, ax = plt.subplots(figsize=(5.5, 3.2))
         ts = self.timesteps
         ax.plot(ts, self.lpips_x_pt, label="LPIPS(x, P_t)", color="C0")
-        ax.plot(ts, self.lpips_x_xt, label="λ_t = LPIPS(x, x_t)", color="C1")
+        ax.plot(ts, self.lpips_x_xt, label="γ_t = LPIPS(x, x_t)", color="C1")
         ax.axhline(self.edit_threshold, color="C0", ls=":", lw=1)
         ax.axhline(self.boost_threshold, color="C1", ls=":", lw=1)
         ax.axvline(self.t_edit, color="C0", ls="--", lw=1, label=f"t_edit = {self.t_edit}")
@@ -272,7 +272,7 @@ def find_intervals(profile, images: torch.Tensor, source: str | None = None, tar
     t_edit: where the mean LPIPS(x, P_t) first reaches ``edit_lpips`` (default the profile's, 0.33),
     multiplied by cos(E_T(source), E_T(target)) when both prompts are given and ``scale_by_text``
     (the reference implementation's prompt-dependent threshold, :func:`edit_threshold`), unless ``t_edit`` is
-    given; t_boost: where the mean λ_t = LPIPS(x, x_t) first reaches ``boost_lpips`` (default the profile's,
+    given; t_boost: where the mean γ_t = LPIPS(x, x_t) first reaches ``boost_lpips`` (default the profile's,
     1.2), lowered to t_edit if it comes out above (boosting happens after editing; said on stderr).
     The cache key is the model, the prompts, the thresholds, the timesteps and the images' content.
     """

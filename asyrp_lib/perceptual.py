@@ -4,8 +4,8 @@
 
 where ``phi_l`` are the activations of five layers of an ImageNet-trained backbone (AlexNet or VGG16),
 normalised over channels, and ``w_l`` are the per-channel weights (version 0.1) calibrated on human
-similarity judgements. The course uses it for the editing interval (LPIPS(x, P_t), ξ_t) and the quality
-boosting interval (LPIPS(x, x_t), λ_t); see :mod:`asyrp_lib.intervals`.
+similarity judgements. The course uses it for the editing interval (LPIPS(x, P_t) and ξ_t) and the quality
+boosting interval (γ_t = LPIPS(x, x_t)); see :mod:`asyrp_lib.intervals`.
 
 The ``lpips`` package ships the linear weights ``w_l`` but takes the backbone from torchvision.
 :func:`load_lpips` gets the ImageNet backbone itself, local copies first, then the network:

@@ -1,6 +1,7 @@
 """Figures: image grids and small multi-panel plots. No maths lives here."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -8,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["to_uint8", "to_pil", "image_grid", "save_grid", "show_images", "show_rows"]
+__all__ = ["to_uint8", "to_pil", "image_grid", "save_grid", "show_images", "show_rows", "show_edit", "edit_figure", "EditFigure"]
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -85,3 +86,95 @@ def show_rows(rows: dict[str, torch.Tensor], col_titles: Sequence[str] | None = 
                 ax.set_title(col_titles[c], fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def show_edit(source: torch.Tensor, edited: torch.Tensor, *, source_captions: Sequence[str] | None = None,
+              edit_captions: Sequence[str] | None = None, title: str | None = None, gain: float = 2.0,
+              size: float = 1.25, ncol: int | None = None):
+    """Source / edit / |difference| for each image, a caption under each source and edit (e.g. what the toy
+    world's oracle reads there), ``title`` above; returns the figure.
+
+    The difference row is |edit − source| averaged over the colour channels, ×``gain`` (white = no change, dark =
+    a change of 1/``gain`` of the range or more), so an edit's region shows even where the images look alike.
+    ``ncol``: images per row of the figure (default: all in one row; more wrap into blocks of three rows).
+    """
+    import matplotlib.pyplot as plt
+
+    if source.shape != edited.shape:
+        raise ValueError(f"edited: expected the shape of source {tuple(source.shape)}, got {tuple(edited.shape)}")
+    src, edt = to_uint8(source), to_uint8(edited)
+    diff = ((edited.detach().float().cpu().clamp(-1, 1) - source.detach().float().cpu().clamp(-1, 1)).abs()
+            .mean(dim=1) / 2 * gain).clamp(0, 1).numpy()
+    n = len(src)
+    ncol = min(ncol or n, n)
+    blocks = -(-n // ncol)
+    cap = 0.32 if (source_captions or edit_captions) else 0.0
+    fig, axes = plt.subplots(3 * blocks, ncol, figsize=(size * ncol + 0.9, (size + cap) * 3 * blocks + (0.35 if title else 0)),
+                             squeeze=False)
+    labels = ("source", "edit", "|difference|")
+    for i in range(blocks * ncol):
+        b, c = divmod(i, ncol)
+        for r in range(3):
+            ax = axes[3 * b + r][c]
+            ax.set_xticks([]), ax.set_yticks([])
+            for sp in ax.spines.values():
+                sp.set_visible(False)
+            if c == 0:
+                ax.set_ylabel(labels[r], fontsize=8)
+            if i >= n:
+                ax.axis("off")
+                continue
+            if r == 0:
+                ax.imshow(src[i])
+                if source_captions is not None:
+                    ax.set_xlabel(source_captions[i], fontsize=7)
+            elif r == 1:
+                ax.imshow(edt[i])
+                if edit_captions is not None:
+                    ax.set_xlabel(edit_captions[i], fontsize=7)
+            else:
+                ax.imshow(1 - diff[i], cmap="gray", vmin=0, vmax=1)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+@dataclass
+class EditFigure:
+    """An edit shown and measured: the figure, the toy world's metrics (``evaluate.edit_metrics``) and the
+    sentence that states them."""
+
+    figure: object
+    metrics: dict
+    sentence: str
+
+
+def edit_figure(source: torch.Tensor, edited: torch.Tensor, *, attribute: str, target_value: str, oracle,
+                lpips=None, what: str = "the edit", title: str | None = None, ncol: int | None = None) -> EditFigure:
+    """:func:`show_edit` of toy faces with the oracle's reading of ``attribute`` under each source and edit (a ✓
+    where the edit reads ``target_value``, the other attributes that changed after a ≠), and the measured numbers
+    (success, others kept, LPIPS) in the title and in :attr:`EditFigure.sentence`."""
+    from .evaluate import edit_metrics
+
+    m = edit_metrics(source, edited, attribute=attribute, target_value=target_value, oracle=oracle, lpips=lpips,
+                     per_image=True)
+    n, per = m["n"], m["images"]
+    hits = sum(p["hit"] for p in per)
+    kept = sum(not p["changed"] for p in per)
+    already = sum(p["before"] == target_value for p in per)
+    src_caps = [p["before"] for p in per]
+    edit_caps = [p["after"] + (" ✓" if p["hit"] else "") + (f" ≠{','.join(_short_attr(a) for a in p['changed'])}"
+                                                            if p["changed"] else "") for p in per]
+    lp = f", LPIPS {m['lpips']:.3f}" if m["lpips"] is not None else ""
+    sentence = (f"{what.capitalize()} on {n} faces of which {already} already read {target_value!r}: the oracle "
+                f"reads {target_value!r} on {hits} of {n} edits (success {m['success']:.2f}), and the other "
+                f"attributes are all kept on {kept} of {n} (others kept {m['others_kept']:.2f}){lp}.")
+    head = title or what
+    fig = show_edit(source, edited, source_captions=src_caps, edit_captions=edit_caps, ncol=ncol,
+                    title=f"{head}: {attribute} → {target_value} on {hits}/{n}, others kept on {kept}/{n}{lp}")
+    return EditFigure(figure=fig, metrics=m, sentence=sentence)
+
+
+def _short_attr(attribute: str) -> str:
+    return {"hair_color": "colour", "background": "bg", "glasses": "glasses"}.get(attribute, attribute)

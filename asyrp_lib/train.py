@@ -68,7 +68,7 @@ class TrainConfig:
     target: str = "smiling face"  # target prompt: what the edit should make of them
     n_steps: int = 40  # DDIM steps over [0, T) for inversion and training (the reference uses 40)
     t_edit: int | None = None  # editing interval [t_edit, T]; None: from the LPIPS curve (find_intervals)
-    t_boost: int | None = None  # quality boosting below t_boost (stored for editing); None: from λ_t
+    t_boost: int | None = None  # quality boosting below t_boost (stored for editing); None: from γ_t
     lambda_clip: float = 1.0  # λ_clip: weight of the directional CLIP loss   (the loss: asyrp_lib.loss)
     lambda_l1: float = 3.0  # λ_L1: weight of |P_t^edit - P_t^source|_1, keeps the edit small and local
     clip_loss_form: str = "log"  # "log": -log((1 + cos)/2) (the reference's), or "cosine": 1 - cos (eq. 3)
