@@ -1,5 +1,5 @@
 """The ``asyrp`` command line (also ``python -m asyrp_lib``): ``sample``, ``train``, ``edit``, ``intervals``,
-``demo`` and ``evaluate``.
+``demo``, ``evaluate`` and ``grade`` (the course's exercises in a folder of submitted notebooks).
 
 Every subcommand takes ``--profile`` (default ``toy``), ``--device`` and ``--help``; bad input ends with a
 one-line error and exit code 2, a diverged training run with exit code 1.
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "diffusion models (Asyrp): the asyrp-course command line.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_sample, _add_train, _add_edit, _add_intervals, _add_demo, _add_evaluate):
+    for add in (_add_sample, _add_train, _add_edit, _add_intervals, _add_demo, _add_evaluate, _add_grade):
         add(sub)
     return parser
 
@@ -575,6 +575,22 @@ def _cmd_sample(args) -> int:
     print(f"wrote {out} ({args.n} samples, {steps} DDIM steps, η={args.eta}, "
           f"{time.perf_counter() - start:.1f} s)", file=sys.stderr)
     return 0
+
+
+def _add_grade(sub) -> None:
+    from .course import grading
+
+    p = sub.add_parser("grade", help="grade a folder of submitted course notebooks: a table student × exercise",
+                       description=grading.DESCRIPTION, epilog=grading.EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    grading.add_arguments(p)
+    p.set_defaults(func=_cmd_grade)
+
+
+def _cmd_grade(args) -> int:
+    from .course import grading
+
+    return grading.run(args)
 
 
 def main(argv=None) -> int:
