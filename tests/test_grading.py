@@ -160,6 +160,12 @@ def test_course_notebooks_are_the_repositorys():
     assert {ex.notebook for ex in checks.exercises()} <= set(grading.COURSE_NOTEBOOKS)
 
 
+def test_each_course_notebook_is_identified_by_its_colab_badge():
+    for path in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        first = json.loads(path.read_text(encoding="utf-8"))["cells"][:1]
+        assert grading.identify({"cells": first}, "x.ipynb") == (path.stem, "Colab badge"), path.name
+
+
 def test_identify_badge_then_title_then_file_name():
     def nb(*cells):
         return {"cells": [{"cell_type": "markdown", "source": c} for c in cells]}
@@ -186,6 +192,24 @@ def test_folder_layout(tmp_path):
                      ("bo", "bo_05_h_space.ipynb"), ("cy", "cy.ipynb")]
 
 
+def test_the_table_counts_the_best_of_a_students_notebooks_of_one_course_notebook():
+    ex = checks.exercises("01")
+    full = [{"exercise": e.id, "points": e.points, "earned": e.points, "parts": []} for e in ex]
+    some = [{"exercise": e.id, "points": e.points, "earned": 0, "parts": []} for e in ex]
+    rows = [grading.Graded("ann", "ann/a.ipynb", "01_ddim", "title", "raised", exercises=some),
+            grading.Graded("ann", "ann/b.ipynb", "01_ddim", "title", "graded", exercises=full),
+            grading.Graded("ann", "ann/c.ipynb", "01_ddim", "title", "timed out"),
+            grading.Graded("bo", "bo.ipynb", "01_ddim", "title", "timed out"),
+            grading.Graded("cy", "cy.ipynb", None, None, "not a course notebook")]
+    students = {s["student"]: s for s in grading.table(rows)["students"]}
+    total = sum(e.points for e in ex)
+    assert (students["ann"]["earned"], students["ann"]["points"]) == (total, total)
+    assert {c["file"] for c in students["ann"]["exercises"].values()} == {"ann/b.ipynb"}
+    assert {c["status"] for c in students["bo"]["exercises"].values()} == {"not graded"}
+    assert {c["status"] for c in students["cy"]["exercises"].values()} == {"missing"}
+    assert "ann/c.ipynb" in grading.report(rows)
+
+
 def test_cli_grade_exit_status_and_json_without_running_a_kernel(tmp_path, capsys):
     from asyrp_lib.cli import main
 
@@ -208,6 +232,9 @@ def test_cli_grade_exit_status_and_json_without_running_a_kernel(tmp_path, capsy
     assert main(["grade", str(tmp_path / "empty")]) == 2
     assert "no notebook" in capsys.readouterr().err
     assert main(["grade", str(tmp_path / "nowhere")]) == 2
+    (tmp_path / "notes.txt").write_text("x")
+    assert main(["grade", str(tmp_path / "notes.txt")]) == 2
+    assert "neither a folder nor a notebook" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["grade", str(folder), "--timeout", "0"])
 

@@ -36,15 +36,16 @@ Why not nbgrader or otter-grader (both read, at nbgrader 0.9.6 and otter-grader 
   its notebooks and the students must already exist (it stops with "No assignment with ID … exists in the
   database" and skips notebooks ``generate_assignment`` did not record); it scores *grade cells* marked in the
   cell metadata (``metadata.nbgrader``: ``grade_id``, ``points``, checksums), a test cell earning its points when
-  it does not raise, and rewrites those cells from the instructor's source version before running. The course's
+  its output has no error (and nothing on stderr), and rewrites those cells from the instructor's source version
+  before running. The course's
   notebooks carry no such metadata and the notebooks Colab opens would have to become ``generate_assignment``'s
   release versions, while our exercises are already graded by checks with points per function and a message
   naming the wrong term; nbgrader would add a database, a course directory and hidden test cells to reach less.
-  It also pins the Jupyter front ends (``jupyterlab<5``, ``notebook<8``).
+  It also bounds the Jupyter front ends (``jupyterlab>=4.2,<5``, ``notebook>=7.2,<8``).
 - otter-grader's ``otter grade`` runs every submission in a Docker container whose image it builds from
   ``ubuntu:22.04`` with ``apt-get`` and the assignment's set-up script (python-on-whales), which needs a Docker
   daemon and the network; ``otter run`` grades without a container but one submission at a time, needs an
-  ``autograder.zip`` built by ``otter assign``/``otter generate`` from OK-format test files, and runs the
+  ``autograder.zip`` built by ``otter assign``/``otter generate`` from the assignment's test files, and runs the
   notebook in a temporary copy rather than in its folder. Its client (``otter.Notebook().check``) works on
   Colab but would duplicate ``check``. It would also bring pandas, jupytext, nbconvert[webpdf], ipylab and
   python-on-whales into the course's environment.
@@ -137,6 +138,8 @@ def find_submissions(folder: Path) -> list[Submission]:
     alone."""
     folder = Path(folder)
     if folder.is_file():
+        if folder.suffix != ".ipynb":
+            raise FileNotFoundError(f"{folder} is neither a folder nor a notebook (.ipynb)")
         return [Submission(student_of_file(folder.stem, folder.resolve().parent.name), folder, folder.name)]
     found = []
     name = folder.resolve().name
@@ -600,7 +603,7 @@ def run(args) -> int:
     try:
         rows = grade_folder(args.folder, timeout=args.timeout, profile=args.profile, jobs=args.jobs,
                             executed=args.executed)
-    except FileNotFoundError as exc:
+    except OSError as exc:  # no such folder, nothing in it, unreadable
         print(f"asyrp grade: error: {exc}", file=sys.stderr)
         return 2
     except GraderError as exc:
