@@ -61,6 +61,10 @@ def graded(tmp_path_factory):
     _notebook(folder / "dave" / "notes.ipynb", "# Linear algebra, week 3", "print('hello')")
     (folder / "erin_01_ddim.ipynb").write_text('{"cells": [', encoding="utf-8")
     _notebook(folder / "frank" / "00_tour.ipynb", "A tour", "print('tour')")
+    # gus: the kernel dies; hana: the grading cell cannot import the checks
+    _notebook(folder / "gus" / "01_ddim.ipynb", "# 01 · DDIM", "import os\nos._exit(3)", "print('never')")
+    _notebook(folder / "hana" / "01_ddim.ipynb", "# 01 · DDIM",
+              "import sys\nsys.modules['asyrp_lib.course.checks'] = None")
     # not a submission: hidden folders
     _notebook(folder / "alice" / ".ipynb_checkpoints" / "01_ddim-checkpoint.ipynb", "x", "1 / 0")
 
@@ -88,7 +92,7 @@ def _ex(row, exercise_id):
 def test_the_folder_is_graded_and_the_exit_status_is_0(graded):
     assert graded["code"] == 0
     assert sorted(r["student"] for r in graded["json"]["notebooks"]) == ["alice", "bob", "carol", "dave", "erin",
-                                                                         "frank"]
+                                                                         "frank", "gus", "hana"]
 
 
 def test_a_right_answer_earns_its_points_from_check_or_from_the_namespace(graded):
@@ -135,6 +139,12 @@ def test_rows_that_are_not_run(graded):
     assert erin["status"] == "invalid" and "not valid JSON" in erin["message"]
     assert (erin["notebook"], erin["identified_by"]) == ("01_ddim", "file name")
     assert (frank["status"], frank["notebook"], frank["identified_by"]) == ("no exercises", "00_tour", "file name")
+
+
+def test_a_kernel_that_dies_and_a_grading_cell_that_fails(graded):
+    gus, hana = _row(graded, "gus"), _row(graded, "hana")
+    assert gus["status"] == "kernel died" and "cell 2" in gus["message"] and gus["exercises"] == []
+    assert hana["status"] == "grading failed" and "ModuleNotFoundError" in hana["message"]
 
 
 def test_the_table_student_by_exercise(graded):

@@ -334,10 +334,10 @@ async def _execute(nb, sub: Submission, row: Graded, *, timeout: float, env: dic
             if cell.cell_type != "code":
                 continue
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise CellTimeoutError(f"no time left before cell {index + 1}")
-            client.timeout = max(1, math.ceil(remaining))
             try:
+                if remaining <= 0:
+                    raise CellTimeoutError(f"no time left for cell {index + 1}")
+                client.timeout = max(1, math.ceil(remaining))
                 await client.async_execute_cell(cell, index)
             except CellTimeoutError:
                 client.shutdown_kernel = "immediate"
@@ -368,12 +368,12 @@ async def _execute(nb, sub: Submission, row: Graded, *, timeout: float, env: dic
             row.status, row.message = DIED, "the kernel died while grading (out of memory?); not graded"
             return
         lines = [s for s in _stdout_of(grade).splitlines() if s.startswith(MARKER)]
-        error = _cell_error(grade)
-        if not lines:
+        try:
+            row.exercises = list(json.loads(lines[-1][len(MARKER):])["exercises"])
+        except (IndexError, ValueError, KeyError, TypeError):
             row.status = GRADING_FAILED
-            row.message = f"the grading cell failed ({error or 'it printed no grades'})"
+            row.message = f"the grading cell failed ({_cell_error(grade) or 'it printed no grades'})"
             return
-        row.exercises = json.loads(lines[-1][len(MARKER):])["exercises"]
         if row.errors:
             first = row.errors[0]
             more = len(row.errors) - 1
@@ -409,7 +409,11 @@ async def _grade_one(sub: Submission, *, timeout: float, env: dict, executed: Pa
     elif not _course_exercises(row.notebook):
         row.status, row.message = NO_EXERCISES, f"{row.notebook} has no graded exercises; not run"
     else:
-        await _execute(nb, sub, row, timeout=timeout, env=env)
+        try:
+            await _execute(nb, sub, row, timeout=timeout, env=env)
+        except Exception as exc:  # the executor's own failure: this row says so, the others are still graded
+            row.status, row.exercises = GRADING_FAILED, []
+            row.message = f"the grader failed on this notebook ({type(exc).__name__}: {exc})"
         if executed is not None:
             import nbformat
 
