@@ -347,7 +347,7 @@ async def _execute(nb, sub: Submission, row: Graded, *, timeout: float, env: dic
                 return
             except DeadKernelError:
                 row.status = DIED
-                row.message = (f"the kernel died in cell {index + 1} (`{_first_line(cell.source)}`: out of memory, "
+                row.message = (f"kernel died in cell {index + 1} (`{_first_line(cell.source)}`: out of memory, "
                                "or the process ended); not graded")
                 return
             error = _cell_error(cell)
@@ -365,7 +365,7 @@ async def _execute(nb, sub: Submission, row: Graded, *, timeout: float, env: dic
                            "not graded")
             return
         except DeadKernelError:
-            row.status, row.message = DIED, "the kernel died while grading (out of memory?); not graded"
+            row.status, row.message = DIED, "kernel died while grading (out of memory?); not graded"
             return
         lines = [s for s in _stdout_of(grade).splitlines() if s.startswith(MARKER)]
         try:
