@@ -37,9 +37,9 @@ def reference_inversion_step(x_prev, eps, alpha_prev, alpha_t):
     return alpha_t.sqrt() * ddim.predicted_x0(x_prev, eps, alpha_prev) + (1 - alpha_t).sqrt() * eps
 
 
-def _draw(rng: torch.Generator, shape=(2, 3, 8, 8)):
-    """x, ε and a random pair (ᾱ_t, ᾱ_{t−1}) of the linear schedule, t − t_prev = 50."""
-    t = int(torch.randint(60, 999, (1,), generator=rng))
+def _draw(rng: torch.Generator, shape=(2, 3, 8, 8), t_max: int = 999):
+    """x, ε and a random pair (ᾱ_t, ᾱ_{t−1}) of the linear schedule, t − t_prev = 50, 60 ≤ t < t_max."""
+    t = int(torch.randint(60, t_max, (1,), generator=rng))
     x, eps, z = (torch.randn(shape, generator=rng) for _ in range(3))
     return x, eps, z, _SCHEDULE.alpha(t), _SCHEDULE.alpha(t - 50)
 
@@ -75,7 +75,11 @@ def _check_direction_to_xt(fn, rng):
             (-(1 - a_prev).sqrt() * eps, "look at the sign: D_t = +√(1 − ᾱ_{t−1} − σ_t²)·ε"),
         ], f"at σ_t = 0 your D_t differs from √(1 − ᾱ_{{t−1}})·ε by up to {gap(mine0, ref0):.3g}"))
     sigma = ddim.ddim_sigma(a_t, a_prev, 1.0)
-    mine = as_tensor(call(fn, eps, a_prev, sigma, name="your direction_to_xt"), eps, "your D_t")
+    out = call(fn, eps, a_prev, sigma, name="your direction_to_xt")
+    if isinstance(out, torch.Tensor) and out.shape == eps.shape and torch.isnan(out).any() and 1 - a_prev - sigma < 0:
+        raise Wrong("your D_t is right at σ_t = 0 but not for σ_t > 0: under the root it is σ_t², not σ_t (yours takes "
+                    "the root of a negative number here)")
+    mine = as_tensor(out, eps, "your D_t")
     ref = ddim.direction_to_xt(eps, a_prev, sigma)
     if not same(mine, ref):
         raise Wrong(diagnose(mine, [
@@ -86,7 +90,7 @@ def _check_direction_to_xt(fn, rng):
 
 
 def _check_ddim_sigma(fn, rng):
-    _, _, _, a_t, a_prev = _draw(rng)
+    _, _, _, a_t, a_prev = _draw(rng, t_max=600)  # near t = T, ᾱ_t ≈ ᾱ_{t−1} ≈ 0 and some mistakes vanish
     zero = as_tensor(call(fn, a_t, a_prev, 0.0, name="your ddim_sigma"), a_t, "your σ_t")
     if not same(zero, torch.zeros(())):
         raise Wrong("with η = 0 σ_t must be 0: deterministic DDIM adds no noise (σ_t is proportional to η)")
