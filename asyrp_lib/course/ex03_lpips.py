@@ -128,7 +128,7 @@ def _check_lpips_curves(fn, rng):
 
 exercise("03.1", "03_lpips", "the curves ξ_t and γ_t along a trajectory", [
     Part("lpips_curves", "asyrp_lib.course.ex03_lpips:reference_lpips_curves", _check_lpips_curves,
-         symbol="(ξ_t, γ_t)", label="LPIPS curves (as in intervals.lpips_x_pt / lpips_x_xt)",
+         symbol="(ξ_t, γ_t)", label="ξ_t and γ_t (ex03_lpips.reference_lpips_curves)",
          guards=("asyrp_lib.intervals:lpips_x_pt", "asyrp_lib.intervals:lpips_x_xt")),
 ])
 
@@ -282,11 +282,11 @@ def _check_select_t_edit_t_boost(fn, rng):
 
 exercise("03.2", "03_lpips", "choosing t_edit and t_boost", [
     Part("first_reaching", "asyrp_lib.course.ex03_lpips:reference_first_reaching", _check_first_reaching,
-         symbol="the first t reaching the threshold", label="intervals.select_t_edit",
+         symbol="the first t reaching the threshold", label="first-reaching rule (intervals.select_t_edit)",
          guards=("asyrp_lib.intervals:select_t_edit", "asyrp_lib.intervals:select_t_boost",
                  "asyrp_lib.intervals:_first_reaching")),
     Part("select_t_edit_t_boost", "asyrp_lib.course.ex03_lpips:reference_select_t_edit_t_boost",
          _check_select_t_edit_t_boost, symbol="(t_edit, t_boost)",
-         label="intervals.select_t_edit and select_t_boost",
+         label="choice of t_edit and t_boost (intervals.select_t_edit, select_t_boost)",
          guards=("asyrp_lib.intervals:select_t_edit", "asyrp_lib.intervals:select_t_boost")),
 ])
