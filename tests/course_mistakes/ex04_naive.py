@@ -44,3 +44,61 @@ def shift_coefficients(alpha_t, alpha_prev):
     return -(1 - alpha_t).sqrt() / alpha_t.sqrt(), (1 - alpha_prev).sqrt()
 ''', "multiply by √ᾱ_{t−1}"),
 ]
+
+MISTAKES += [
+    # gradients never cleared: they add up over the iterations
+    ("04.2", "optimize_xT_loop", '''
+def optimize_xT_loop(x_T_init, sample, loss_fn, iters, lr):
+    x_T = x_T_init.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([x_T], lr=lr)
+    losses = []
+    for _ in range(iters):
+        loss = loss_fn(sample(x_T))
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return x_T.detach(), losses
+''', "zero_grad"),
+    # gradient ascent
+    ("04.2", "optimize_xT_loop", '''
+def optimize_xT_loop(x_T_init, sample, loss_fn, iters, lr):
+    x_T = x_T_init.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([x_T], lr=lr)
+    losses = []
+    for _ in range(iters):
+        loss = loss_fn(sample(x_T))
+        optimizer.zero_grad()
+        (-loss).backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return x_T.detach(), losses
+''', "climbs the loss"),
+    # the inverted x_T itself optimised, in place
+    ("04.2", "optimize_xT_loop", '''
+def optimize_xT_loop(x_T_init, sample, loss_fn, iters, lr):
+    x_T = x_T_init.requires_grad_(True)
+    optimizer = torch.optim.Adam([x_T], lr=lr)
+    losses = []
+    for _ in range(iters):
+        loss = loss_fn(sample(x_T))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return x_T.detach(), losses
+''', "changed x_T_init itself"),
+    # the loss recorded after the step
+    ("04.2", "optimize_xT_loop", '''
+def optimize_xT_loop(x_T_init, sample, loss_fn, iters, lr):
+    x_T = x_T_init.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([x_T], lr=lr)
+    losses = []
+    for _ in range(iters):
+        optimizer.zero_grad()
+        loss_fn(sample(x_T)).backward()
+        optimizer.step()
+        with torch.no_grad():
+            losses.append(loss_fn(sample(x_T)).item())
+    return x_T.detach(), losses
+''', "before the step"),
+]
