@@ -214,7 +214,9 @@ def _check_ft(cls, rng):
 
 
 exercise("06.1", "06_training_f_t", "the network f_t(h_t, t) → Δh_t", [
-    Part("Ft", "asyrp_lib.delta_net:DeltaNet", _check_ft, symbol="f_t", label="delta_net.DeltaNet"),
+    Part("Ft", "asyrp_lib.delta_net:DeltaNet", _check_ft, symbol="f_t", label="delta_net.DeltaNet",
+         passed="right: your f_t is 0 at the start, acts on each image and position by itself, depends on t and "
+                "passes gradients to every layer"),
 ])
 
 
