@@ -32,7 +32,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 __all__ = ["Exercise", "Part", "PartResult", "Result", "NotWritten", "Wrong", "check", "evaluate", "exercise",
-           "get", "exercises", "call", "same", "gap", "diagnose", "as_tensor", "submitted", "EXERCISE_MODULES"]
+           "get", "exercises", "call", "running", "same", "gap", "diagnose", "as_tensor", "submitted", "EXERCISE_MODULES"]
 
 EXERCISE_MODULES = ("ex01_ddim", "ex02_clip", "ex03_lpips", "ex04_naive", "ex05_hspace", "ex06_train",
                     "ex07_intervals")
@@ -291,16 +291,24 @@ def _exc(exc: BaseException) -> str:
     return f"{type(exc).__name__}" + (f": {text[0][:160]}" if text else "")
 
 
-def call(fn: Callable, *args, name: str = "your function", **kwargs):
-    """``fn(*args, **kwargs)``; ``None`` back is :class:`NotWritten`, an exception is :class:`Wrong` naming it."""
+@contextmanager
+def running(name: str) -> Iterator[None]:
+    """Around a student's code: ``NotImplementedError`` is :class:`NotWritten`, any other exception is
+    :class:`Wrong` saying that ``name`` raised it."""
     try:
-        out = fn(*args, **kwargs)
+        yield
     except (Wrong, NotWritten):
         raise
     except NotImplementedError:
         raise NotWritten() from None
     except Exception as exc:
         raise Wrong(f"{name} raised {_exc(exc)}") from None
+
+
+def call(fn: Callable, *args, name: str = "your function", **kwargs):
+    """``fn(*args, **kwargs)``; ``None`` back is :class:`NotWritten`, an exception is :class:`Wrong` naming it."""
+    with running(name):
+        out = fn(*args, **kwargs)
     if out is None:
         raise NotWritten()
     return out
