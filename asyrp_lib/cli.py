@@ -107,24 +107,28 @@ def _add_train(sub) -> None:
     p.add_argument("--steps", type=_positive_int, default=None, help="DDIM steps (default: the profile's)")
     p.add_argument("--epochs", type=_positive_int, default=1, help="passes over the images (default 1)")
     p.add_argument("--batch-size", type=_positive_int, default=4, help="images per batch (default 4)")
-    p.add_argument("--lr", type=_positive_float, default=None, help="Adam learning rate (default: TrainConfig's)")
-    p.add_argument("--t-edit", type=_timestep, default=None, help="edit for t ≥ T_EDIT (default: from the "
-                   "LPIPS curve, see asyrp intervals)")
+    p.add_argument("--recipe", choices=("profile", "paper"), default="profile",
+                   help="where the learning rate, λ_L1, t_edit and the L1 options come from when not given: the "
+                        "profile's own recipe, measured to work there (default; printed when training starts), or "
+                        "the paper's (λ_L1 3, t_edit from the LPIPS rule, Adam 0.1)")
+    p.add_argument("--lr", type=_positive_float, default=None, help="Adam learning rate (default: the recipe's)")
+    p.add_argument("--t-edit", type=_timestep, default=None, help="edit for t ≥ T_EDIT (default: the recipe's; "
+                   "with --recipe paper, from the LPIPS curve, see asyrp intervals)")
     p.add_argument("--t-boost", type=_timestep, default=None, help="quality boosting below T_BOOST (default: from "
                    "the LPIPS curve)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=float, default=60.0, metavar="SECONDS",
                    help="checkpoint at least this often during an epoch (default 60; 0: only after each epoch)")
     p.add_argument("--lambda-l1", type=_positive_float, default=None, metavar="λ",
-                   help="weight of the L1 term that keeps P_t^edit near P_t (default: TrainConfig's, 3; larger "
+                   help="weight of the L1 term that keeps P_t^edit near P_t (default: the recipe's; larger "
                         "keeps more of the image and edits less)")
-    p.add_argument("--l1-target", choices=("unedited", "current"), default="unedited",
-                   help="what the L1 term compares P_t^edit with: P_t of the unedited trajectory (default, as the "
-                        "reference implementation) or P_t at the edited latent")
-    p.add_argument("--l1-spare", type=_share, default=0.0, metavar="SHARE",
+    p.add_argument("--l1-target", choices=("unedited", "current"), default=None,
+                   help="what the L1 term compares P_t^edit with: P_t of the unedited trajectory (the paper's, as "
+                        "every recipe has it) or P_t at the edited latent")
+    p.add_argument("--l1-spare", type=_share, default=None, metavar="SHARE",
                    help="share of each image's most-changed pixels the L1 term leaves out, so that a large edit "
-                        "keeps its region while the rest of the face is held (default 0: the plain mean, as the "
-                        "reference implementation)")
+                        "keeps its region while the rest of the face is held (default: the recipe's; 0 is the "
+                        "plain mean, the paper's)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
     p.add_argument("--attribute", default=None, help="toy world: the attribute this direction should change "
                    "(e.g. smile), recorded in the checkpoint for asyrp evaluate")
@@ -189,9 +193,9 @@ def _add_edit(sub) -> None:
 
 def _add_intervals(sub) -> None:
     p = sub.add_parser("intervals", help="compute t_edit and t_boost from the LPIPS curves; save the curves",
-                       description="LPIPS(x, P_t) and λ_t = LPIPS(x, x_t) over t on a few images; t_edit is "
+                       description="LPIPS(x, P_t) and γ_t = LPIPS(x, x_t) over t on a few images; t_edit is "
                                    "where LPIPS(x, P_t) reaches its threshold (scaled by the prompts' text cosine), "
-                                   "t_boost where λ_t reaches its threshold.")
+                                   "t_boost where γ_t reaches its threshold.")
     _common(p)
     p.add_argument("--source", required=True)
     p.add_argument("--target", required=True)
@@ -200,7 +204,7 @@ def _add_intervals(sub) -> None:
     p.add_argument("--steps", type=_positive_int, default=None, help="DDIM steps for sampling images")
     p.add_argument("--points", type=_positive_int, default=50, help="timesteps on each curve (default 50)")
     p.add_argument("--edit-lpips", type=_positive_float, default=None, help="threshold on LPIPS(x, P_t) (default: the profile's)")
-    p.add_argument("--boost-lpips", type=_positive_float, default=None, help="λ threshold (default: the profile's)")
+    p.add_argument("--boost-lpips", type=_positive_float, default=None, help="threshold on γ_t = LPIPS(x, x_t) (default: the profile's)")
     p.add_argument("--output", default="intervals", help="file prefix for PREFIX.json and PREFIX.png "
                    "(default: intervals)")
     p.add_argument("--seed", type=int, default=0)
@@ -253,7 +257,7 @@ def _check_prompts(source, target) -> None:
 
 
 def _cmd_train(args) -> int:
-    from .profiles import load_profile
+    from .profiles import PAPER_RECIPE, load_profile
     from .train import STATE_NAME, TrainConfig, train_direction
 
     resuming = args.resume and (Path(args.output) / STATE_NAME).is_file()
@@ -262,16 +266,18 @@ def _cmd_train(args) -> int:
     prof = load_profile(args.profile, device=args.device, clip=args.clip)
     _log(str(prof))
     cfg = TrainConfig(source=args.source or "", target=args.target or "",
-                      n_steps=args.steps or prof.default_steps, t_edit=args.t_edit, t_boost=args.t_boost,
-                      epochs=args.epochs, batch_size=args.batch_size, n_images=args.n_images, seed=args.seed,
-                      save_every_seconds=args.save_every, l1_target=args.l1_target,
-                      l1_spare=args.l1_spare)
-    if args.lr is not None:
-        cfg.lr = args.lr
-    if args.lambda_l1 is not None:
-        cfg.lambda_l1 = args.lambda_l1
+                      n_steps=args.steps or prof.default_steps, recipe=args.recipe, t_edit=args.t_edit,
+                      t_boost=args.t_boost, epochs=args.epochs, batch_size=args.batch_size, n_images=args.n_images,
+                      seed=args.seed, save_every_seconds=args.save_every, l1_target=args.l1_target,
+                      l1_spare=args.l1_spare, lr=args.lr, lambda_l1=args.lambda_l1)
     if not resuming:
-        cfg.validate()
+        resolved = cfg.resolved(prof).validate()
+        given = {"lr": args.lr, "lambda_l1": args.lambda_l1, "t_edit": args.t_edit, "l1_spare": args.l1_spare}
+        recipe = prof.recipe if args.recipe == "profile" else PAPER_RECIPE
+        changed = ", ".join(f"{k.replace('_', '-')} {v:g}" for k, v in given.items() if v is not None)
+        _log(f"training with the {recipe.describe()}" + (f"; given: {changed}" if changed else "")
+             + f" → lr {resolved.lr:g}, λ_L1 {resolved.lambda_l1:g}, L1 spare {resolved.l1_spare:g}, t_edit "
+             + (f"{resolved.t_edit}" if resolved.t_edit is not None else "from the LPIPS rule"))
     start = time.perf_counter()
     extra = {k: v for k, v in (("attribute", args.attribute), ("value", args.value)) if v is not None}
     res = train_direction(prof, cfg, args.output, images=args.images, resume=args.resume, metadata=extra)
@@ -424,7 +430,7 @@ def _cmd_intervals(args) -> int:
     res.save(prefix.with_name(prefix.name + ".json"), prefix.with_name(prefix.name + ".png"))
     print(f"t_edit = {res.t_edit}")
     print(f"t_boost = {res.t_boost}")
-    _log(f"{'(cached) ' if res.cached else ''}LPIPS(x, P_t) threshold {res.edit_threshold:.3f}, λ threshold "
+    _log(f"{'(cached) ' if res.cached else ''}LPIPS(x, P_t) threshold {res.edit_threshold:.3f}, γ_t threshold "
          f"{res.boost_threshold:.3f}, {res.n_images} images; wrote {prefix}.json and {prefix}.png")
     return 0
 

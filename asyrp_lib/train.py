@@ -53,29 +53,36 @@ from .intervals import Intervals, find_intervals
 from .loss import AsyrpLoss, TrainingDiverged, loss_step
 from .process import DeltaH, advance, check_intervals, compute_step
 
-__all__ = ["TrainConfig", "TrainResult", "TrainStep", "TrainingDiverged", "train_direction", "find_intervals",
+__all__ = ["TrainConfig", "RECIPE_FIELDS", "TrainResult", "TrainStep", "TrainingDiverged", "train_direction", "find_intervals",
            "Intervals", "sample_training_images", "STATE_NAME", "HISTORY_NAME"]
 
 STATE_NAME = "train_state.pt"
 HISTORY_NAME = "history.json"
 
 
+#: The fields a recipe (asyrp_lib.profiles.Recipe) fills when a TrainConfig leaves them at None.
+RECIPE_FIELDS = ("lr", "lambda_l1", "t_edit", "l1_spare", "l1_target")
+
+
 @dataclass
 class TrainConfig:
-    """Settings of one training run (defaults: the reference implementation's, checked on the tiny profile)."""
+    """Settings of one training run. The learning rate, λ_L1, t_edit and the L1 options left at ``None`` come from
+    a recipe (:meth:`resolved`): the profile's own (``recipe="profile"``, the default: the settings measured to
+    work on that profile) or the paper's (``recipe="paper"``: λ_L1 3, t_edit from the LPIPS rule, Adam at 0.1)."""
 
     source: str = "face"  # source prompt: what the images show now
     target: str = "smiling face"  # target prompt: what the edit should make of them
     n_steps: int = 40  # DDIM steps over [0, T) for inversion and training (the reference uses 40)
-    t_edit: int | None = None  # editing interval [t_edit, T]; None: from the LPIPS curve (find_intervals)
+    recipe: str = "profile"  # where the None fields below come from: "profile" (its recipe) or "paper"
+    t_edit: int | None = None  # editing interval [T, t_edit]; None: the recipe's (which may be the LPIPS rule)
     t_boost: int | None = None  # quality boosting below t_boost (stored for editing); None: from γ_t
     lambda_clip: float = 1.0  # λ_clip: weight of the directional CLIP loss   (the loss: asyrp_lib.loss)
-    lambda_l1: float = 3.0  # λ_L1: weight of |P_t^edit - P_t^source|_1, keeps the edit small and local
+    lambda_l1: float | None = None  # λ_L1: weight of |P_t^edit - P_t^source|_1 (None: the recipe's)
     clip_loss_form: str = "log"  # "log": -log((1 + cos)/2) (the reference's), or "cosine": 1 - cos (eq. 3)
-    l1_target: str = "unedited"  # P_t^source: "unedited" trajectory (the reference's) or "current" x_t
+    l1_target: str | None = None  # P_t^source: "unedited" trajectory (the paper's) or "current" x_t (None: recipe's)
     l1_text_weight: bool = True  # λ_L1 × cos(E_T(source), E_T(target)), as the reference does
-    l1_spare: float = 0.0  # share of each image's most-changed pixels the L1 term leaves out (0: the reference's)
-    lr: float = 0.1  # Adam learning rate (the reference uses SGD at 0.5 with a step decay; SGD was no better here)
+    l1_spare: float | None = None  # share of each image's most-changed pixels the L1 term leaves out (None: recipe's)
+    lr: float | None = None  # Adam learning rate (None: the recipe's)
     epochs: int = 1  # passes over the training images
     batch_size: int = 4  # images per batch; one optimizer step per (batch, timestep)
     n_images: int = 16  # images sampled from the model when no training images are given
@@ -92,7 +99,22 @@ class TrainConfig:
     channels_last: bool = False  # channels-last memory format for the U-Net (its weights converted in place)
     compile: bool | str = False  # torch.compile the U-Net's halves (True or a backend name)
 
+    def resolved(self, profile) -> "TrainConfig":
+        """A copy with every field left at ``None`` that a recipe sets taken from it: the profile's recipe
+        (``profile.recipe``) or, with ``recipe="paper"``, the paper's; t_edit stays ``None`` when the recipe
+        leaves it to the LPIPS rule."""
+        from .profiles import PAPER_RECIPE
+
+        if self.recipe not in ("profile", "paper"):
+            raise ValueError(f"recipe: expected 'profile' or 'paper', got {self.recipe!r}")
+        source = PAPER_RECIPE if self.recipe == "paper" else getattr(profile, "recipe", PAPER_RECIPE)
+        return replace(self, **{f: getattr(source, f) for f in RECIPE_FIELDS if getattr(self, f) is None})
+
     def validate(self) -> "TrainConfig":
+        missing = [f for f in RECIPE_FIELDS if f != "t_edit" and getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"{', '.join(missing)}: not set; resolve the configuration against a profile first "
+                             f"(TrainConfig.resolved(profile), as train_direction does)")
         check_prompt_pair(self.source, self.target)
         for name in ("n_steps", "epochs", "batch_size", "n_images", "interval_points"):
             check_int(getattr(self, name), name)
@@ -396,7 +418,7 @@ def train_direction(profile, config: TrainConfig, output, *, images=None, resume
     output = Path(output)
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_root()
     state, config = _resume_state(profile, config, output, resume)
-    config.validate()
+    config = config.resolved(profile).validate()
     run = _setup(profile, config, output, images, state, cache_root, progress)
     run.meta.update(metadata or {})
     total = config.epochs * -(-run.x0_all.shape[0] // config.batch_size) * len(run.edit_steps)
