@@ -197,7 +197,7 @@ def reference_edit(profile: Profile, images: torch.Tensor, net, s: dict) -> torc
 def reference_train(profile: Profile, images: torch.Tensor, s: dict) -> int:
     """One epoch at batch 1, fp32, no cache: per image, inversion, then per edit step one full pass with
     f_t (with its graph), one without it and one on the unedited trajectory; one Adam step. Returns steps."""
-    hs, sched, cfg = HSpaceUNet(profile.unet), profile.schedule, TrainConfig(*PROMPTS)
+    hs, sched, cfg = HSpaceUNet(profile.unet), profile.schedule, TrainConfig(*PROMPTS).resolved(profile)
     torch.manual_seed(0)
     net = DeltaNet(hs.h_shape(s["size"])).to(hs.device).train()
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
