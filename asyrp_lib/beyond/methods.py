@@ -264,16 +264,17 @@ class Bench:
     """Fits and applies every method of :data:`METHODS` on one profile.
 
     ``t_edit``: the end of the editing interval of every Δh/Δε edit (the shipped directions' 300 in the toy
-    profile); ``t_m``: the "mixing" timestep where h is read for PCA, the boundary and the Jacobians, and where
+    profile); ``cache_dir``: keep the inversions on disk there; ``t_m``: the "mixing" timestep where h is read for PCA, the boundary and the Jacobians, and where
     the pullback edit moves x_t. Every process runs with η = 0, so an edit is a function of the face alone.
     """
 
     def __init__(self, profile, oracle, *, t_edit: int = 300, t_m: int = 500, n_steps: int | None = None,
-                 progress: bool = False):
+                 progress: bool = False, cache_dir=None):
         from ..pipeline import AsyrpEditor
 
         self.profile, self.oracle, self.t_edit, self.t_m = profile, oracle, int(t_edit), int(t_m)
-        self.editor = AsyrpEditor(profile, n_steps=n_steps, t_edit=self.t_edit, t_boost=0, progress=progress)
+        self.editor = AsyrpEditor(profile, n_steps=n_steps, t_edit=self.t_edit, t_boost=0, progress=progress,
+                                  cache_dir=cache_dir)
         self.hs = self.editor.hspace
         self.progress = progress
 
