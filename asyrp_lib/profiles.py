@@ -65,8 +65,12 @@ class Recipe:
 PAPER_RECIPE = Recipe("paper", lr=0.1, lambda_l1=3.0, t_edit=None,
                       note="the paper's λ_L1 and LPIPS rule for t_edit; Adam at 0.1")
 
-#: The toy world's recipe, measured on held-out faces (data/MODEL_CARD.md).
-TOY_RECIPE = Recipe("toy", lr=1e-3, lambda_l1=30.0, t_edit=300, l1_spare=0.25,
+#: The toy world's recipe: of the settings tried on 16 sampled faces for 1 epoch, measured on 32 held-out faces
+#: lacking the target (docs/toy_recipe.md), the one whose worst result over "face with glasses" and
+#: "smiling face" is best: glasses 0.72 success / 0.94 others kept, smiling 0.91 / 0.72. A higher learning rate or a
+#: larger L1 spare adds glasses more often but lets smiling change glasses and skin; no setting tried reached 0.8 on
+#: all four numbers.
+TOY_RECIPE = Recipe("toy", lr=1e-3, lambda_l1=30.0, t_edit=300, l1_spare=0.4,
                     note="measured on the toy world: 16 sampled faces, 1 epoch, 32 held-out faces")
 
 
