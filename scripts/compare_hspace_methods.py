@@ -10,9 +10,9 @@ oracle's labels, and content injection from a reference face. All edit the same 
 any of the four targets; seeds HELDOUT_SEED + 5000 …, not those of scripts/compare_methods.py), with η = 0.
 
 Stages, in order (each writes the JSON as it goes; a row already in the file is kept, so a stopped run resumes):
-reconstruction; then attribute by attribute Asyrp f_t, the two boundaries and injection, the unsupervised
-directions (fit and named on development faces once, then applied), the optimised global Δh and ε-shift; then
-the strength curves (×0.5 and ×2 of
+reconstruction; Asyrp f_t, the two boundaries and injection; the unsupervised directions (fit and named on
+development faces once for every attribute, then applied); the optimised global Δh and ε-shift; then the
+strength curves (×0.5 and ×2 of
 each method's chosen strength on the first --curve-faces faces). Fitted directions are cached in --cache.
 Writes benchmarks/hspace_methods.json and .md (with the commit, machine and date).
 """
@@ -232,7 +232,7 @@ def content_faces(run: Run, attribute: str, value: str) -> torch.Tensor:
     return images.repeat(reps, 1, 1, 1)[:run.args.n_test]
 
 
-_CAND_STRENGTHS = {"PCA of h": (1.0, 3.0), "Jacobian ∂P_t/∂h": (1.0, 3.0), "pullback ∂h/∂x_t": (2.0, 6.0)}
+_CAND_STRENGTHS = bm.NAMING_STRENGTHS
 
 
 def fit_unsupervised(run: Run, method: str):
@@ -363,7 +363,12 @@ def write_markdown(path: Path, report: dict) -> None:
              f"edited on [T, t_edit = {report.get('t_edit')}] ({report.get('n_steps')} DDIM steps; h read at "
              f"t_m = {report.get('t_m')}); measured by `scripts/compare_hspace_methods.py` at commit "
              f"{report.get('commit')} on {report.get('machine')}, {report.get('date')}.\n",
-             "x_T optimisation and the symmetric Δh are not rerun here: see `data/directions/comparison.md`.\n"]
+             "x_T optimisation and the symmetric Δh are not rerun here: see `data/directions/comparison.md`. "
+             "Times are wall-clock seconds on that machine, shared with other jobs while it ran: compare them within "
+             "one table only. The fit of an unsupervised direction includes naming it on development faces.\n"]
+    if not report.get("complete"):
+        lines.append("**Partial**: the run was stopped before every row was measured; missing rows are not measured "
+                     "(rerun the script to resume).\n")
     for name, rows in report["rows"].items():
         lines.append(f"## {name}\n")
         lines.append(bm.results_table(rows) + "\n")
@@ -376,17 +381,11 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     run = Run(args)
     stage_reconstruction(run)
-    every = list(args.attributes)
-    for name in every:  # attribute by attribute: the first attributes' tables are complete first
-        args.attributes = [name]
-        stage_first(run)
-        stage_unsupervised(run)
-        stage_optimised(run)
+    stage_first(run)  # the cheap methods on every attribute first: the leakage matrices fill up early
+    stage_unsupervised(run)
+    stage_optimised(run)
     if not args.no_curves:
-        for name in every:
-            args.attributes = [name]
-            stage_curves(run)
-    args.attributes = every
+        stage_curves(run)
     run.report["complete"] = True
     run.out.write_text(json.dumps(run.report, indent=1, ensure_ascii=False))
     write_markdown(run.out.with_suffix(".md"), run.report)

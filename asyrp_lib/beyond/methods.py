@@ -39,7 +39,7 @@ import torch
 from .. import evaluate as ev
 from ..toyattributes import ATTRIBUTES
 
-__all__ = ["METHODS", "TARGETS", "MethodInfo", "measure", "leakage", "match_candidates", "leakage_matrix",
+__all__ = ["METHODS", "TARGETS", "NAMING_STRENGTHS", "Bench", "candidates", "MethodInfo", "measure", "leakage", "match_candidates", "leakage_matrix",
            "results_table", "verdict", "best_at_kept", "plot_leakage", "plot_curves"]
 
 
@@ -395,6 +395,10 @@ class Bench:
         x_T, x_c = self.editor.invert(images), self.editor.invert(contents)
         return torch.stack([inject(self.hs, x_T, x_c, self.timesteps, self.profile.schedule, gamma=float(g),
                                    t_edit=self.t_edit).clamp(-1, 1) for g in gammas])
+
+
+#: The strengths (in stds along the direction) at which each unsupervised direction is tried when it is named.
+NAMING_STRENGTHS = {"PCA of h": (1.0, 3.0), "Jacobian ∂P_t/∂h": (1.0, 3.0), "pullback ∂h/∂x_t": (2.0, 6.0)}
 
 
 def candidates(directions: torch.Tensor, stds: torch.Tensor, strengths: Sequence[float]) -> dict[str, torch.Tensor]:
