@@ -1,8 +1,10 @@
 """The ``asyrp`` command line (also ``python -m asyrp_lib``): ``sample``, ``train``, ``edit``, ``intervals``,
 ``demo``, ``evaluate`` and ``grade`` (the course's exercises in a folder of submitted notebooks).
 
-Every subcommand takes ``--profile`` (default ``toy``), ``--device`` and ``--help``; bad input ends with a
-one-line error and exit code 2, a diverged training run with exit code 1.
+Every subcommand takes ``--profile`` (default ``toy``), ``--device`` and ``--help``; bad input ends with an
+error that names the flag it concerns (``--t-edit: …``) and exit code 2, with nothing written. A run that did only
+part of its work ends with exit code 1: a diverged training run, or ``asyrp edit`` on a folder where some files
+could not be read (the others are edited; the unreadable ones are listed with the reason).
 """
 from __future__ import annotations
 
@@ -57,6 +59,29 @@ def _positive_float(value: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
     if not v > 0 or v == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
+    return v
+
+
+def _seconds(value: str) -> float:
+    """A finite number of seconds ≥ 0."""
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds ≥ 0, got {value!r}") from None
+    if not 0 <= v < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds ≥ 0, got {value!r}")
+    return v
+
+
+def _factor(value: str) -> float:
+    """The CLIP check's strength multiplier: a finite number above 1 (``retry.edit_checked``'s ``factor``)."""
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a strength multiplier above 1, such as 1.5, got {value!r}") \
+            from None
+    if not 1 < v < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a strength multiplier above 1, such as 1.5, got {value!r}")
     return v
 
 
@@ -117,7 +142,7 @@ def _add_train(sub) -> None:
     p.add_argument("--t-boost", type=_timestep, default=None, help="quality boosting below T_BOOST (default: from "
                    "the LPIPS curve)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save-every", type=float, default=60.0, metavar="SECONDS",
+    p.add_argument("--save-every", type=_seconds, default=60.0, metavar="SECONDS",
                    help="checkpoint at least this often during an epoch (default 60; 0: only after each epoch)")
     p.add_argument("--lambda-l1", type=_positive_float, default=None, metavar="λ",
                    help="weight of the L1 term that keeps P_t^edit near P_t (default: the recipe's; larger "
@@ -137,7 +162,7 @@ def _add_train(sub) -> None:
 
 
 def _add_retry(p) -> None:
-    p.add_argument("--retry", type=float, nargs="?", const=1.5, default=None, metavar="FACTOR",
+    p.add_argument("--retry", type=_factor, nargs="?", const=1.5, default=None, metavar="FACTOR",
                    help="check each edit with CLIP and edit the images it barely moved once more at FACTOR × the "
                         "strength (default 1.5; asyrp_lib.retry; needs at least 8 images)")
     p.add_argument("--keep", action="store_true",
@@ -256,15 +281,106 @@ def _check_prompts(source, target) -> None:
     check_prompt_pair(source, target, names=("--source", "--target"))
 
 
+def _check_intervals_given(args) -> None:
+    """--t-boost ≤ --t-edit when both are given (their upper bound needs the model: :func:`_check_against_model`)."""
+    if args.t_edit is not None and args.t_boost is not None and args.t_boost > args.t_edit:
+        raise ValueError(f"--t-boost: expected --t-boost ≤ --t-edit (quality boosting comes after editing), got "
+                         f"--t-boost {args.t_boost} > --t-edit {args.t_edit}")
+
+
+def _check_against_model(args, prof) -> None:
+    """The flags bounded by the model's number of timesteps T: --steps (and --points) ≤ T, --t-edit and --t-boost
+    in [0, T - 1]."""
+    T = prof.schedule.num_train_timesteps
+    for flag in ("--steps", "--points"):
+        v = getattr(args, flag[2:], None)
+        if v is not None and v > T:
+            raise ValueError(f"{flag}: expected at most {T} (the model's number of timesteps T), got {v}")
+    for flag in ("--t-edit", "--t-boost"):
+        v = getattr(args, flag[2:].replace("-", "_"), None)
+        if v is not None and v > T - 1:
+            raise ValueError(f"{flag}: expected a timestep in [0, {T - 1}] (the model has T = {T}), got {v}")
+
+
+def _image_files(path, flag: str) -> list[Path]:
+    """The image files of ``path`` (a file, or the images directly inside a folder), errors naming ``flag``."""
+    from .images import image_files
+
+    try:
+        return image_files(path)
+    except ValueError as exc:
+        raise ValueError(f"{flag}: {exc}") from None
+
+
+def _readable(files: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(the files that can be read as images, [(file, why not)] for the others), each read once in full."""
+    from .images import load_image
+
+    ok, bad = [], []
+    for f in files:
+        try:
+            load_image(f, 8, verbose=False)
+        except ValueError as exc:
+            why = str(exc)
+            bad.append((f, why[len(f"{f}: "):] if why.startswith(f"{f}: ") else why))
+        else:
+            ok.append(f)
+    return ok, bad
+
+
+def _listing(bad: list[tuple[Path, str]]) -> str:
+    return "\n".join(f"  {f}: {why}" for f, why in bad)
+
+
+def _all_readable(path, flag: str, use: str) -> None:
+    """Refuse ``path`` (naming ``flag``) unless every image file in it can be read; ``use`` says why all."""
+    files = _image_files(path, flag)
+    ok, bad = _readable(files)
+    if bad:
+        raise ValueError(f"{flag}: {len(bad)} of {len(files)} image file(s) cannot be read ({use}; remove or "
+                         f"replace them):\n{_listing(bad)}")
+
+
+def _check_output_folder(args, what: str) -> None:
+    out = Path(args.output).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--output: {out} is a file; expected a folder for {what}")
+
+
 def _cmd_train(args) -> int:
+    from .delta_net import WEIGHTS_NAME
     from .profiles import PAPER_RECIPE, load_profile
     from .train import STATE_NAME, TrainConfig, train_direction
 
-    resuming = args.resume and (Path(args.output) / STATE_NAME).is_file()
+    _check_output_folder(args, "the direction's checkpoints")
+    out = Path(args.output).expanduser()
+    resuming = args.resume and (out / STATE_NAME).is_file()
+    if args.resume and not resuming and (args.source is None or args.target is None):
+        if not out.exists():
+            what = f"there is no folder {out}"
+        elif (out / WEIGHTS_NAME).is_file():
+            what = (f"{out} holds a trained direction but not its training state ({STATE_NAME}), so its training "
+                    f"cannot go on")
+        else:
+            what = f"{out} holds no training state ({STATE_NAME}): no run was started there"
+        raise ValueError(f"--resume: nothing to resume: {what}. To start a new run, give --source and --target "
+                         f"(--output may stay the same)")
+    if not args.resume and ((out / WEIGHTS_NAME).is_file() or (out / STATE_NAME).is_file()):
+        raise ValueError(f"--output: {out} already holds a trained direction; continue its training with --resume, "
+                         f"or choose another folder")
     if not resuming:
         _check_prompts(args.source, args.target)
+    _check_intervals_given(args)
+    if args.attribute is not None or args.value is not None:
+        if args.attribute is None or args.value is None:
+            raise ValueError("--attribute, --value: give both (the toy attribute the direction changes and the value "
+                             "it should reach, e.g. --attribute smile --value smiling) or neither")
+        _target_of(args, {})
+    if args.images is not None:
+        _all_readable(args.images, "--images", "training uses every image it is given")
     prof = load_profile(args.profile, device=args.device, clip=args.clip)
     _log(str(prof))
+    _check_against_model(args, prof)
     cfg = TrainConfig(source=args.source or "", target=args.target or "",
                       n_steps=args.steps or prof.default_steps, recipe=args.recipe, t_edit=args.t_edit,
                       t_boost=args.t_boost, epochs=args.epochs, batch_size=args.batch_size, n_images=args.n_images,
@@ -306,6 +422,12 @@ def parse_direction(spec: str) -> tuple[Path, float]:
             path = head
         except ValueError:
             pass  # a ':' that is part of the path
+    if sep and path == head:
+        from .pipeline import MAX_STRENGTH
+
+        if not -MAX_STRENGTH <= strength <= MAX_STRENGTH:
+            raise ValueError(f"--direction: the strength in {spec!r} must lie in [{-MAX_STRENGTH:g}, "
+                             f"{MAX_STRENGTH:g}], got {tail}")
     p = Path(path).expanduser()
     if p.is_dir():
         return p, strength
@@ -326,8 +448,11 @@ def _editor_for(args, dirs):
     from .profiles import load_profile
 
     metas = [DeltaNet.read_metadata(p) for p, _ in dirs]
+    if hasattr(args, "t_edit"):
+        _check_intervals_given(args)
     prof = load_profile(args.profile, device=args.device, clip=args.clip)
     _log(str(prof))
+    _check_against_model(args, prof)
     size = metas[0].get("image_size") or prof.image_size
     steps = args.steps or metas[0].get("steps") or prof.default_steps
     editor = AsyrpEditor(prof, n_steps=steps, image_size=size, precision=getattr(args, "precision", "fp32"))
@@ -341,12 +466,23 @@ def _cmd_edit(args) -> int:
     import torch
 
     from ._utils import progress_bar
-    from .images import image_files, load_image, save_images
+    from .images import load_image, save_images
 
     dirs = [parse_direction(s) for s in args.direction]
     if args.compare is not None and Path(args.compare).suffix.lower() != ".png":
         raise ValueError(f"--compare: expected a .png file name, got {args.compare!r}")
-    files = image_files(args.input)
+    _check_output_folder(args, "the edited PNGs")
+    found = _image_files(args.input, "--input")
+    files, unreadable = _readable(found)
+    if not files:
+        if not Path(args.input).expanduser().is_dir():
+            raise ValueError(f"--input: {found[0]}: {unreadable[0][1]}")
+        raise ValueError(f"--input: no image in {args.input} can be read ("
+                         + ("its only image file" if len(found) == 1 else f"all {len(found)} image files")
+                         + f"), so there is nothing to edit:\n{_listing(unreadable)}")
+    if unreadable:
+        _log(f"note: {len(unreadable)} of the {len(found)} image files in {args.input} cannot be read; editing the "
+             f"other {len(files)} (the unreadable ones are listed at the end)")
     _, editor, size, steps, _ = _editor_for(args, dirs)
     editor.cache.max_memory = 0  # each image is inverted once: keep no inversions in memory
     batch = args.batch_size or editor.batch_size
@@ -406,6 +542,10 @@ def _cmd_edit(args) -> int:
             f"; the CLIP check edited {retried} of them again at {args.retry:g}× the strength" if not keep else
             f"; the CLIP check (keeping {', '.join(kept_groups)}) edited {retried} of them again, stronger or "
             f"weaker (× or ÷ {args.retry:g})"))
+    if unreadable:
+        _log(f"asyrp edit: error: {len(unreadable)} of the {len(found)} image files in {args.input} could not be "
+             f"read and were not edited:\n{_listing(unreadable)}")
+        return 1
     return 0
 
 
@@ -416,8 +556,11 @@ def _cmd_intervals(args) -> int:
     from .train import sample_training_images
 
     _check_prompts(args.source, args.target)
+    if args.images is not None:
+        _all_readable(args.images, "--images", "the curves are means over every image")
     prof = load_profile(args.profile, device=args.device, clip=args.clip)
     _log(str(prof))
+    _check_against_model(args, prof)
     if args.images is not None:
         images, _ = load_images(args.images, prof.image_size)
     else:
@@ -504,6 +647,8 @@ def _cmd_evaluate(args) -> int:
         raise ValueError(f"--profile: asyrp evaluate measures edits of toy faces with the toy world's oracle, which "
                          f"reads nothing else, so it needs --profile toy; got {args.profile!r}, a model of another "
                          f"world. To judge edits there, look at them: asyrp edit --compare GRID.png")
+    if args.seed is not None and args.seed < 0:
+        raise ValueError(f"--seed: expected a toy-world seed ≥ 0, got {args.seed}")
     path, strength = parse_direction(args.direction)
     attribute, value = _target_of(args, DeltaNet.read_metadata(path))
     prof, editor, size, steps, (meta,) = _editor_for(args, [(path, strength)])
@@ -599,13 +744,69 @@ def _cmd_grade(args) -> int:
     return grading.run(args)
 
 
+#: The label a library error starts with (``"t_edit: expected …"``: the library's argument) → the flag a user of
+#: the command line typed for it; a label is replaced only where the subcommand has that flag.
+_LIBRARY_FLAGS = {
+    "name": "--profile", "device": "--device", "clip": "--clip", "t_edit": "--t-edit", "t_boost": "--t-boost",
+    "num_steps": "--steps", "n_steps": "--steps", "steps": "--steps", "points": "--points", "n": "--n",
+    "source": "--source", "target": "--target", "output": "--output", "resume": "--resume", "images": "--images",
+    "lr": "--lr", "lambda_l1": "--lambda-l1", "l1_spare": "--l1-spare", "l1_target": "--l1-target",
+    "save_every_seconds": "--save-every", "epochs": "--epochs", "batch_size": "--batch-size",
+    "n_images": "--n-images", "edit_lpips": "--edit-lpips", "boost_lpips": "--boost-lpips", "factor": "--retry",
+    "precision": "--precision", "eta": "--eta", "seed": "--seed",
+}
+#: The LPIPS rule's curves (``intervals``' names) → (the curve in the paper's notation, the threshold's flag in
+#: asyrp intervals, the timestep's flag in asyrp train).
+_CURVES = {"lpips_x_pt": ("LPIPS(x, P_t)", "--edit-lpips", "--t-edit"),
+           "lpips_x_xt": ("γ_t = LPIPS(x, x_t)", "--boost-lpips", "--t-boost")}
+
+
+def _has_flag(args, flag: str) -> bool:
+    return hasattr(args, flag[2:].replace("-", "_"))
+
+
+def _flag_message(message: str, args) -> str:
+    """A library error in the words of the command line: its leading label(s) (``"t_edit, t_boost: …"``)
+    become the flags the user typed (``"--t-edit, --t-boost: …"``), and the LPIPS rule's "never reaches" says
+    which flag to change."""
+    head, sep, rest = message.partition(": ")
+    if sep and head:
+        flags = [_LIBRARY_FLAGS.get(name.strip()) for name in head.split(",")]
+        if all(f is not None and _has_flag(args, f) for f in flags):
+            message = f"{', '.join(flags)}: {rest}"
+    message = message.replace("use device='cpu'", "use --device cpu")
+    for name, (curve, threshold_flag, timestep_flag) in _CURVES.items():
+        if message.startswith(f"{name} never reaches "):
+            level, _, detail = message[len(f"{name} never reaches "):].partition(": ")
+            detail = detail.split(". Use a lower threshold")[0]
+            if _has_flag(args, threshold_flag):
+                return (f"{threshold_flag}: {curve} never reaches the threshold {level} on these images ({detail}); "
+                        f"give a lower {threshold_flag}")
+            if _has_flag(args, timestep_flag):
+                return (f"{timestep_flag}: the LPIPS rule finds no {timestep_flag[2:].replace('-', '_')}: {curve} "
+                        f"never reaches the threshold {level} on these images ({detail}); give {timestep_flag} "
+                        f"(asyrp intervals draws the curves)")
+    return message
+
+
+def _os_message(exc: OSError, args) -> str:
+    """An OSError on the path given with --output (or a folder above it) names --output."""
+    out = getattr(args, "output", None)
+    if out and exc.filename is not None:
+        f, o = Path(str(exc.filename)).expanduser().absolute(), Path(out).expanduser().absolute()
+        if f == o or f.with_suffix("") == o or o in f.parents or f in o.parents:
+            return f"--output: cannot write {out} ({exc.strerror or exc.__class__.__name__}: {exc.filename})"
+    return str(exc)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, OSError) as exc:
-        print(f"asyrp {args.command}: error: {exc}", file=sys.stderr)
+        message = _os_message(exc, args) if isinstance(exc, OSError) else str(exc)
+        print(f"asyrp {args.command}: error: {_flag_message(message, args)}", file=sys.stderr)
         return 2
     except RuntimeError as exc:
         from .train import TrainingDiverged
