@@ -22,7 +22,7 @@ The loss, per sample, with x_t = sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) ε and SNR_t 
 --swap-pairs twins    with --skip-swap, each pair is a face and its twin: the same face (pose included) with one
                       attribute, chosen at random, drawn anew; so h has to carry the attributes, and only them
                       (``random``, the default: two unrelated faces, so h has to carry the whole face)
-                      (both are experiments on making h carry the attributes; data/MODEL_CARD.md. Sampling and
+                      (both are experiments on making h carry the attributes; docs/model_card_log.md. Sampling and
                       the library always use every skip.)
 
 In terms of the error of P_t (the predicted x_0), the plain ε loss weights it by SNR_t, the plain v loss by
