@@ -59,6 +59,9 @@ def parse_args(argv=None):
     p.add_argument("--attributes", nargs="*", default=list(bm.TARGETS), choices=list(bm.TARGETS))
     p.add_argument("--methods", nargs="*", default=list(bm.METHODS), choices=list(bm.METHODS))
     p.add_argument("--no-curves", action="store_true")
+    p.add_argument("--no-reconstruction", action="store_true", help="no reconstruction rows (a run beside another)")
+    p.add_argument("--merge", nargs="*", default=None, metavar="JSON",
+                   help="only merge the rows of these result files (runs made side by side) into --output")
     p.add_argument("--directions", default=None, help="folder of the shipped directions (default data/directions)")
     p.add_argument("--output", default=str(REPO / "benchmarks" / "hspace_methods.json"))
     p.add_argument("--cache", default=None, help="where fitted directions are kept (default: next to --output)")
@@ -376,11 +379,34 @@ def write_markdown(path: Path, report: dict) -> None:
     path.write_text("\n".join(lines))
 
 
+def merge(out: Path, others) -> None:
+    """Rows, fits and injection readings of ``others`` added to ``out`` where it has none (rows it has win)."""
+    report = json.loads(out.read_text())
+    for path in others:
+        other = json.loads(Path(path).read_text())
+        for name, rows in other.get("rows", {}).items():
+            for method, row in rows.items():
+                report["rows"].setdefault(name, {}).setdefault(method, row)
+        for key in ("fits", "injection_sources"):
+            for k, v in other.get(key, {}).items():
+                report.setdefault(key, {}).setdefault(k, v)
+        report.setdefault("merged", []).append({k: other.get(k) for k in ("commit", "machine", "date", "settings")})
+    order = ["reconstruction", *bm.METHODS]
+    report["rows"] = {n: dict(sorted(r.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99))
+                      for n, r in report["rows"].items()}
+    out.write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    write_markdown(out.with_suffix(".md"), report)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.merge is not None:
+        merge(Path(args.output), args.merge)
+        return 0
     torch.manual_seed(0)
     run = Run(args)
-    stage_reconstruction(run)
+    if not args.no_reconstruction:
+        stage_reconstruction(run)
     stage_first(run)  # the cheap methods on every attribute first: the leakage matrices fill up early
     stage_unsupervised(run)
     stage_optimised(run)
