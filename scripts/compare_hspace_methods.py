@@ -369,6 +369,10 @@ def write_markdown(path: Path, report: dict) -> None:
              "x_T optimisation and the symmetric Δh are not rerun here: see `data/directions/comparison.md`. "
              "Times are wall-clock seconds on that machine, shared with other jobs while it ran: compare them within "
              "one table only. The fit of an unsupervised direction includes naming it on development faces.\n"]
+    if report.get("merged"):
+        side = "; ".join(f"commit {m.get('commit')}, {m.get('date')}" for m in report["merged"])
+        lines.append(f"Some rows were measured by runs beside this one on the same faces and machine, merged in "
+                     f"with --merge ({side}).\n")
     if not report.get("complete"):
         lines.append("**Partial**: the run was stopped before every row was measured; missing rows are not measured "
                      "(rerun the script to resume).\n")
