@@ -167,7 +167,7 @@ def edit_figure(source: torch.Tensor, edited: torch.Tensor, *, attribute: str, t
     edit_caps = [p["after"] + (" ✓" if p["hit"] else "") + (f" ≠{','.join(_short_attr(a) for a in p['changed'])}"
                                                             if p["changed"] else "") for p in per]
     lp = f", LPIPS {m['lpips']:.3f}" if m["lpips"] is not None else ""
-    sentence = (f"{what.capitalize()} on {n} faces of which {already} already read {target_value!r}: the oracle "
+    sentence = (f"{what[:1].upper() + what[1:]} on {n} faces of which {already} already read {target_value!r}: the oracle "
                 f"reads {target_value!r} on {hits} of {n} edits (success {m['success']:.2f}), and the other "
                 f"attributes are all kept on {kept} of {n} (others kept {m['others_kept']:.2f}){lp}.")
     head = title or what
