@@ -37,8 +37,9 @@ def shipped(name: str) -> bool:
     return (DIRS / name / META_NAME).is_file() and (DIRS / name / "metrics.json").is_file()
 
 
-pytestmark = pytest.mark.skipif(not shipped("smiling"),
-                                reason="data/directions/ holds no shipped directions (scripts/train_shipped_directions.sh)")
+pytestmark = [pytest.mark.slow,  # edits 16 faces per direction with the toy DDPM
+              pytest.mark.skipif(not shipped("smiling"), reason="data/directions/ holds no shipped directions "
+                                 "(scripts/train_shipped_directions.sh)")]
 
 
 @pytest.fixture(scope="module")

@@ -64,6 +64,7 @@ def test_solve_replaces_the_starter_line_only(tmp_path):
     assert solved["cells"][0]["outputs"] == [] and solved["cells"][0]["execution_count"] is None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("ASYRP_RUN_SOLUTIONS") != "1",
                     reason="executing the solved notebooks is slow; set ASYRP_RUN_SOLUTIONS=1 to run them")
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -12,8 +12,9 @@ from asyrp_lib import ddim
 from asyrp_lib import toyworld as tw
 from asyrp_lib._utils import data_dir
 
-pytestmark = pytest.mark.skipif(not (data_dir() / "toy_ddpm" / "config.json").is_file(),
-                                reason="data/toy_ddpm/ is missing (scripts/train_toy_ddpm.py trains it)")
+pytestmark = [pytest.mark.slow,  # samples and inverts with the trained toy DDPM
+              pytest.mark.skipif(not (data_dir() / "toy_ddpm" / "config.json").is_file(),
+                                 reason="data/toy_ddpm/ is missing (scripts/train_toy_ddpm.py trains it)")]
 
 
 @pytest.fixture(scope="module")
