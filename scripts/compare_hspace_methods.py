@@ -59,6 +59,8 @@ def parse_args(argv=None):
     p.add_argument("--attributes", nargs="*", default=list(bm.TARGETS), choices=list(bm.TARGETS))
     p.add_argument("--methods", nargs="*", default=list(bm.METHODS), choices=list(bm.METHODS))
     p.add_argument("--no-curves", action="store_true")
+    p.add_argument("--curve-multipliers", nargs="*", type=float, default=[0.5, 2.0],
+                   help="the strength curve's points, as multiples of the table's strength (default 0.5 2)")
     p.add_argument("--no-reconstruction", action="store_true", help="no reconstruction rows (a run beside another)")
     p.add_argument("--merge", nargs="*", default=None, metavar="JSON",
                    help="only merge the rows of these result files (runs made side by side) into --output")
@@ -322,9 +324,9 @@ def stage_curves(run: Run):
             if method == "reconstruction" or len(r.get("curve", [])) > 1 or method not in run.args.methods:
                 continue
             s0 = r["strength"]
-            ss = [0.5 * s0, 2.0 * s0]
+            ss = [m * s0 for m in run.args.curve_multipliers]
             if method == "content injection":
-                ss = [0.25, 1.0]
+                ss = [min(1.0, m * s0) for m in run.args.curve_multipliers]
                 contents = content_faces(run, attribute, value)[:n]
                 xs = run.bench.inject(faces, contents, ss)
             elif method == "Asyrp (f_t)":
@@ -384,13 +386,18 @@ def write_markdown(path: Path, report: dict) -> None:
 
 
 def merge(out: Path, others) -> None:
-    """Rows, fits and injection readings of ``others`` added to ``out`` where it has none (rows it has win)."""
+    """Rows, fits and injection readings of ``others`` added to ``out`` where it has none (rows it has win; their
+    strength curves take the other's points at strengths they lack, where both rows have the same strength)."""
     report = json.loads(out.read_text())
     for path in others:
         other = json.loads(Path(path).read_text())
         for name, rows in other.get("rows", {}).items():
             for method, row in rows.items():
-                report["rows"].setdefault(name, {}).setdefault(method, row)
+                kept = report["rows"].setdefault(name, {}).setdefault(method, row)
+                if kept is not row and kept.get("strength") == row.get("strength"):
+                    points = {p["strength"]: p for p in row.get("curve", [])}
+                    points.update({p["strength"]: p for p in kept.get("curve", [])})  # the kept row's own win
+                    kept["curve"] = [points[k] for k in sorted(points)]
         for key in ("fits", "injection_sources"):
             for k, v in other.get(key, {}).items():
                 report.setdefault(key, {}).setdefault(k, v)

@@ -239,7 +239,10 @@ def test_script_merges_runs_made_side_by_side(tmp_path):
     row = {"n": 2, "success": 0.5, "others_kept": 1.0, "strength": 1.0}
     main = {"rows": {"smile": {"reconstruction": dict(row, success=0.0), "Asyrp (f_t)": row}}, "fits": {},
             "injection_sources": {}, "commit": "a", "settings": {"n_test": 2}, "complete": False}
-    side = {"rows": {"smile": {"ε-shift": dict(row, success=0.25), "Asyrp (f_t)": dict(row, success=0.0)},
+    main["rows"]["smile"]["Asyrp (f_t)"]["curve"] = [{"strength": 1.0, "success": 0.5}]
+    side = {"rows": {"smile": {"ε-shift": dict(row, success=0.25),
+                               "Asyrp (f_t)": dict(row, success=0.0, curve=[{"strength": 1.0, "success": 0.0},
+                                                                            {"strength": 2.0, "success": 0.9}])},
                      "glasses": {"PCA of h": row}}, "fits": {"PCA of h": {"seconds": 1.0}}, "commit": "b"}
     (tmp_path / "r.json").write_text(json.dumps(main))
     (tmp_path / "side.json").write_text(json.dumps(side))
@@ -247,6 +250,8 @@ def test_script_merges_runs_made_side_by_side(tmp_path):
     merged = json.loads((tmp_path / "r.json").read_text())
     assert list(merged["rows"]["smile"]) == ["reconstruction", "Asyrp (f_t)", "ε-shift"]  # the methods' order
     assert merged["rows"]["smile"]["Asyrp (f_t)"]["success"] == 0.5  # a row already there wins
+    assert merged["rows"]["smile"]["Asyrp (f_t)"]["curve"] == [{"strength": 1.0, "success": 0.5},
+                                                               {"strength": 2.0, "success": 0.9}]  # + new points
     assert merged["rows"]["glasses"]["PCA of h"] == row and merged["fits"]["PCA of h"] == {"seconds": 1.0}
     assert merged["merged"][0]["commit"] == "b"
     assert "**Partial**" in (tmp_path / "r.md").read_text()
