@@ -32,6 +32,7 @@ def write_inputs(folder):
     return folder
 
 
+@pytest.mark.slow  # trains a direction in a subprocess
 def test_train_edit_intervals_end_to_end(tmp_path, env):
     out = tmp_path / "dir"
     r = run("train", "--profile", "tiny", "--device", "cpu", "--source", "face", "--target", "smiling face",
@@ -162,6 +163,7 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow  # trains a direction in a subprocess
 def test_asyrp_train_killed_mid_epoch_resumes_from_the_last_in_epoch_checkpoint(tmp_path, env):
     out = tmp_path / "dir"
     args = ["train", "--profile", "tiny", "--device", "cpu", "--source", "face", "--target", "smiling face",
