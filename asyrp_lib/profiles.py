@@ -60,8 +60,8 @@ class Recipe:
 
 
 #: The paper's settings (λ_CLIP 1, λ_L1 3, the editing interval from LPIPS(x, P_t) = 0.33 × the prompts' cosine), with
-#: Adam at 0.1 (the reference implementation trains f_t with SGD at 0.5). Measured on the toy world as a new
-#: user meets it: glasses on all of 24 faces but the other attributes kept on 0.04 (data/MODEL_CARD.md).
+#: Adam at 0.1 (the reference implementation trains f_t with SGD at 0.5). On the toy world, f_t trained at lr 0.1
+#: overshoots to large Δh that change the other attributes (docs/model_card_log.md, *f_t at small learning rates*).
 PAPER_RECIPE = Recipe("paper", lr=0.1, lambda_l1=3.0, t_edit=None,
                       note="the paper's λ_L1 and LPIPS rule for t_edit; Adam at 0.1")
 
