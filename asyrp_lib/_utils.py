@@ -81,6 +81,15 @@ def check_prompt(text, name: str) -> str:
     return text
 
 
+def check_prompts(texts, name: str = "texts") -> list[str]:
+    """A non-empty list of prompts (one string is a list of one), each checked by ``check_prompt``."""
+    if isinstance(texts, str):
+        texts = [texts]
+    if not isinstance(texts, (list, tuple)) or not texts:
+        raise ValueError(f"{name} must be a non-empty list of strings, got {texts!r}")
+    return [check_prompt(t, f"{name}[{i}]" if len(texts) > 1 else name) for i, t in enumerate(texts)]
+
+
 def check_prompt_pair(source, target, names: tuple[str, str] = ("source", "target")) -> tuple[str, str]:
     """Two non-empty, different prompts (compared without case and surrounding spaces)."""
     check_prompt(source, names[0])

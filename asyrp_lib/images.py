@@ -160,11 +160,20 @@ def load_images(path_or_folder, size: int, *, verbose: bool = True) -> tuple[tor
     return images, [f.name for f in files]
 
 
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) in [-1, 1] → (N, H, W, 3) uint8 (values outside [-1, 1] are clipped)."""
+    x = images.detach().float().cpu().clamp(-1, 1)
+    return ((x + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """(N, 3, H, W) in [-1, 1] → N PIL images."""
+    return [Image.fromarray(a) for a in to_uint8(images)]
+
+
 def save_images(images: torch.Tensor, folder, names: Sequence[str]) -> list[Path]:
     """Write each image of ``(N, 3, H, W)`` in [-1, 1] (clipped) as a PNG in ``folder`` under ``names[i]``
     (the extension is replaced by ``.png``). Returns the paths written."""
-    from .plotting import to_pil
-
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images: expected a tensor (N, 3, H, W), got "
                          f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")

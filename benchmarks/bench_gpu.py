@@ -51,16 +51,16 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from asyrp_lib import ddim  # noqa: E402
+from asyrp_lib.core import ddim  # noqa: E402
 from asyrp_lib._utils import check_int, resolve_device  # noqa: E402
-from asyrp_lib.clip import DirectionalCLIPLoss  # noqa: E402
-from asyrp_lib.delta_net import DeltaNet  # noqa: E402
-from asyrp_lib.hspace import HSpaceUNet  # noqa: E402
-from asyrp_lib.loss import loss_step  # noqa: E402
-from asyrp_lib.pipeline import AsyrpEditor, default_batch_size  # noqa: E402
-from asyrp_lib.process import ProcessStep  # noqa: E402
-from asyrp_lib.profiles import CONFIG_DIR, PROFILES, Profile, load_profile  # noqa: E402
-from asyrp_lib.train import TrainConfig, train_direction  # noqa: E402
+from asyrp_lib.models.clip import DirectionalCLIPLoss  # noqa: E402
+from asyrp_lib.core.delta_net import DeltaNet  # noqa: E402
+from asyrp_lib.core.hspace import HSpaceUNet  # noqa: E402
+from asyrp_lib.core.loss import loss_step  # noqa: E402
+from asyrp_lib.core.pipeline import AsyrpEditor, default_batch_size  # noqa: E402
+from asyrp_lib.core.process import ProcessStep  # noqa: E402
+from asyrp_lib.models.profiles import CONFIG_DIR, PROFILES, Profile, load_profile  # noqa: E402
+from asyrp_lib.core.train import TrainConfig, train_direction  # noqa: E402
 
 README = ROOT / "benchmarks" / "README.md"
 #: The header of the results table that ``--readme`` adds rows to.
@@ -110,8 +110,8 @@ def full_size_clip(device: torch.device):
     tokenizer whose special-token ids the text config is given."""
     from transformers import CLIPConfig, CLIPModel
 
-    from asyrp_lib.clip import CLIPEncoder
-    from asyrp_lib.tokenizer_build import build_tokenizer
+    from asyrp_lib.models.clip import CLIPEncoder
+    from asyrp_lib.models.tokenizer_build import build_tokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
         tok = build_tokenizer(("a", "of", "photo", "face", "smiling"), tmp)

@@ -1,4 +1,4 @@
-"""How much the shared-encoder edited pass saves (DESIGN §6), on the celebahq U-Net architecture.
+"""How much the shared-encoder edited pass saves (ARCHITECTURE.md §6), on the celebahq U-Net architecture.
 
 Times, with random weights of the real config: one full forward; the encoder + mid block alone; the
 edited pair ε(x_t | h + Δh), ε(x_t) from one encoder pass and one batched decoder pass; and the same
@@ -19,8 +19,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from asyrp_lib.hspace import HSpaceUNet  # noqa: E402
-from asyrp_lib.profiles import CONFIG_DIR  # noqa: E402
+from asyrp_lib.core.hspace import HSpaceUNet  # noqa: E402
+from asyrp_lib.models.profiles import CONFIG_DIR  # noqa: E402
 
 
 def timed(fn, device, repeat):

@@ -47,7 +47,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     sys.path.insert(0, str(ROOT))
-    from asyrp_lib import perceptual
+    from asyrp_lib.models import perceptual
     from asyrp_lib._utils import data_dir
 
     if not (data_dir() / "toy_ddpm" / "config.json").is_file():
@@ -60,10 +60,10 @@ def main(argv=None):
         if lpips_cache.is_dir():
             (Path(tmp) / "cache").mkdir()
             os.symlink(lpips_cache, Path(tmp) / "cache" / "lpips")
-        run([py, "-c", "from asyrp_lib.perceptual import load_lpips; load_lpips('alex')"], env)
+        run([py, "-c", "from asyrp_lib.models.perceptual import load_lpips; load_lpips('alex')"], env)
 
         rows = {}
-        rows["load_profile('toy')"] = run([py, "-c", "from asyrp_lib.profiles import load_profile; "
+        rows["load_profile('toy')"] = run([py, "-c", "from asyrp_lib.models.profiles import load_profile; "
                                                      "load_profile('toy')"], env)
         direction = str(Path(tmp) / "glasses")
         train = [py, "-m", "asyrp_lib", "train", "--profile", "toy", "--source", "face", "--target",
@@ -79,7 +79,7 @@ def main(argv=None):
              "--output", str(Path(tmp) / "demo.png")], env)
 
         faces = Path(tmp) / "faces"
-        run([py, "-c", "import sys; from asyrp_lib import toyworld as tw; from asyrp_lib.images import save_images; "
+        run([py, "-c", "import sys; from asyrp_lib.toy import toyworld as tw; from asyrp_lib.images import save_images; "
                        "save_images(tw.render(tw.sample_attributes(16, seed=4242)), sys.argv[1], "
                        "[f'{i:02d}.png' for i in range(16)])", str(faces)], env)
         edit = run([py, "-m", "asyrp_lib", "edit", "--profile", "toy", "--direction", direction, "--input",

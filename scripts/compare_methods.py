@@ -32,10 +32,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from asyrp_lib import evaluate  # noqa: E402
-from asyrp_lib import toyworld as tw  # noqa: E402
+from asyrp_lib.beyond import compare  # noqa: E402
+from asyrp_lib.toy import evaluate  # noqa: E402
+from asyrp_lib.toy import toyworld as tw  # noqa: E402
 from asyrp_lib._utils import data_dir  # noqa: E402
-from asyrp_lib.delta_net import DeltaNet  # noqa: E402
+from asyrp_lib.core.delta_net import DeltaNet  # noqa: E402
 
 # The shipped directions compared; each one's prompts and toy attribute are read from its own delta_net.json.
 NAMES = ("smiling", "glasses", "closed_eyes")
@@ -93,11 +94,11 @@ def compare_one(profile, oracle, name: str, folder: Path, args, stored: dict | N
     test = evaluate.source_faces(attribute, value, args.n_test, seed=evaluate.HELDOUT_SEED,
                                  size=profile.image_size, device=profile.device)
     t0 = time.time()
-    results = evaluate.compare_methods(
+    results = compare.compare_methods(
         profile, oracle, train=train, test=test, attribute=attribute, target_value=value, source=source,
         target=target, t_edit=int(meta["t_edit"]), n_steps=n_steps,
         delta_h={"epochs": args.epochs}, eps_shift={"epochs": args.epochs}, x_T={"iters": args.xt_iters},
-        direction=str(folder), methods=(F_T,) if stored is not None else evaluate.METHODS, progress=False)
+        direction=str(folder), methods=(F_T,) if stored is not None else compare.METHODS, progress=False)
     results = {k: {kk: vv for kk, vv in v.items() if isinstance(vv, (int, float, str, dict, type(None)))}
                for k, v in results.items()}
     if stored is not None:
@@ -137,14 +138,14 @@ def write_markdown(path: Path, report: dict) -> None:
             m = r["f_t_measured"]
             lines.append(f"The Asyrp (f_t) row was measured again with the current direction, at commit "
                          f"{m['commit']} on {m['machine']}; the other rows are the run above's.\n")
-        lines.append(evaluate.comparison_table(r["results"]) + "\n")
-        lines.append(evaluate.comparison_verdict(r["results"]) + "\n")
+        lines.append(compare.comparison_table(r["results"]) + "\n")
+        lines.append(compare.comparison_verdict(r["results"]) + "\n")
     path.write_text("\n".join(lines))
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from asyrp_lib.profiles import load_profile
+    from asyrp_lib.models.profiles import load_profile
 
     folder = Path(args.directions) if args.directions else data_dir() / "directions"
     out = Path(args.output) if args.output else folder
@@ -182,7 +183,7 @@ def main(argv=None) -> int:
             return 2
         json_path.write_text(json.dumps(report, indent=1))  # after every attribute: nothing lost if stopped
         write_markdown(out / "comparison.md", report)
-        print(evaluate.comparison_table(report["attributes"][name]["results"]), file=sys.stderr)
+        print(compare.comparison_table(report["attributes"][name]["results"]), file=sys.stderr)
     return 0
 
 

@@ -4,7 +4,7 @@
 # Prepare on the CPU machine, in the repository root (both folders are git-ignored; together ≈ 16 MB):
 #   python -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 -d .whl diffusers importlib_metadata lazy-importer lpips
-#   python -c "from asyrp_lib.perceptual import load_lpips; load_lpips('alex')"   # fills the LPIPS cache
+#   python -c "from asyrp_lib.models.perceptual import load_lpips; load_lpips('alex')"   # fills the LPIPS cache
 #   mkdir -p .lpips-cache/lpips && cp ~/.cache/asyrp/lpips/alex_* .lpips-cache/lpips/
 # then run `bash scripts/device_train_toy_ddpm.sh` there with `.whl` and `.lpips-cache` carried. It writes
 # the EMA weights every SAVE_EVERY seconds while training (so a run cut short still returns them), then

@@ -42,7 +42,7 @@ STANDIN_REVISION = "0" * 39 + "1"
 
 
 def _config(name: str) -> dict:
-    from asyrp_lib.profiles import CONFIG_DIR
+    from asyrp_lib.models.profiles import CONFIG_DIR
 
     return json.loads((CONFIG_DIR / name).read_text())
 
@@ -71,7 +71,7 @@ def write_unet(folder, *, sample_size: int = 256, seed: int = 0) -> Path:
 def write_clip(folder, *, seed: int = 0, image_size: int = 224, patch_size: int = 16) -> Path:
     """A small random CLIP (ViT vision tower at ``image_size``/``patch_size``), its tokenizer and ViT-B/16's
     preprocessor config in ``folder``."""
-    from asyrp_lib.clip import random_clip
+    from asyrp_lib.models.clip import random_clip
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@
   smiling *and* wearing glasses.
 
     python scripts/measure_combinations.py            # 32 faces each; writes data/directions/combinations.json
-    python scripts/measure_combinations.py --retry    # also with the CLIP check (asyrp_lib.retry): keys *_retry
+    python scripts/measure_combinations.py --retry    # also with the CLIP check (asyrp_lib.beyond.retry): keys *_retry
     python scripts/measure_combinations.py --keep     # and with the check that keeps the other attributes: *_keep
 
 Faces come from evaluate.HELDOUT_SEED + 50_000 onwards, a range the single-direction metrics do not use.
@@ -23,17 +23,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from asyrp_lib import evaluate  # noqa: E402
-from asyrp_lib import toyworld as tw  # noqa: E402
+from asyrp_lib.toy import evaluate  # noqa: E402
+from asyrp_lib.toy import toyworld as tw  # noqa: E402
 from asyrp_lib._utils import data_dir  # noqa: E402
-from asyrp_lib.directions import faces_without  # noqa: E402
+from asyrp_lib.beyond.directions import faces_without  # noqa: E402
 
 
 def measure(editor, oracle, folder: Path, n: int, seed: int, retry: bool = False, keep: bool = False) -> dict:
     """The two measurements; with ``retry`` also with the CLIP check (keys ``*_retry``), from the same edits: the
-    checked edit's first pass is the plain one (``asyrp_lib.retry.edit_checked``); with ``keep`` also with the
+    checked edit's first pass is the plain one (``asyrp_lib.beyond.retry.edit_checked``); with ``keep`` also with the
     check that keeps the other attributes (``keep=`` the profile's prompts; keys ``*_keep``)."""
-    from asyrp_lib.retry import edit_checked
+    from asyrp_lib.beyond.retry import edit_checked
 
     def edits(x, directions):  # [(key suffix, edited images)]
         gen = torch.Generator().manual_seed(0)
@@ -71,8 +71,8 @@ def main(argv=None) -> int:
     p.add_argument("--keep", action="store_true", help="also with the check that keeps the other attributes (keys "
                    "*_keep; implies --retry)")
     args = p.parse_args(argv)
-    from asyrp_lib.pipeline import AsyrpEditor
-    from asyrp_lib.profiles import load_profile
+    from asyrp_lib.core.pipeline import AsyrpEditor
+    from asyrp_lib.models.profiles import load_profile
 
     folder = Path(args.directions) if args.directions else data_dir() / "directions"
     profile = load_profile("toy", device=args.device)

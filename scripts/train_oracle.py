@@ -1,4 +1,4 @@
-"""Train the toy-world oracle (asyrp_lib.oracle) from a seed and write data/oracle.safetensors + oracle.json.
+"""Train the toy-world oracle (asyrp_lib.toy.oracle) from a seed and write data/oracle.safetensors + oracle.json.
 
 Every step renders fresh faces (half of them with a uniform smile in [-1, 1], so the smile regression
 sees every value), lightly augments them, and corrupts a third of a batch into non-faces for the face
@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from asyrp_lib import toyworld as tw  # noqa: E402
-from asyrp_lib.oracle import CONFIG_FILE, WEIGHTS_FILE, Oracle, OracleNet  # noqa: E402
+from asyrp_lib.toy import toyworld as tw  # noqa: E402
+from asyrp_lib.toy.oracle import CONFIG_FILE, WEIGHTS_FILE, Oracle, OracleNet  # noqa: E402
 
 EVAL_SEED = 900_001  # never used for training (training seeds are seed * 1_000_003 + step)
 

@@ -6,7 +6,7 @@
 #
 # Each direction is a folder data/directions/<name>/ (delta_net.safetensors + delta_net.json, history.json)
 # plus metrics.json from `asyrp evaluate` (success, others kept, LPIPS, S_dir on N_EVAL held-out faces) and
-# metrics_retry.json from `asyrp evaluate --retry` (the same faces, CLIP-checked: asyrp_lib.retry) and
+# metrics_retry.json from `asyrp evaluate --retry` (the same faces, CLIP-checked: asyrp_lib.beyond.retry) and
 # metrics_keep.json from `asyrp evaluate --keep` (the check that also keeps the other attributes CLIP reads).
 # An interrupted run resumes: the script passes --resume, and a finished direction is trained no further.
 # The training state (train_state.pt) stays beside it and is git-ignored.
@@ -44,11 +44,11 @@ while IFS='|' read -r name source target attribute value lambda_l1 lr spare; do
   # shellcheck disable=SC2086
   $ASYRP evaluate --profile toy $DEVICE_ARGS --direction "$OUT/$name" --attribute "$attribute" --value "$value" \
     --n "$N_EVAL" --output "$OUT/$name/metrics.json" >/dev/null
-  # the same faces with the CLIP check: faces the edit barely moved are edited again at 1.5× (asyrp_lib.retry)
+  # the same faces with the CLIP check: faces the edit barely moved are edited again at 1.5× (asyrp_lib.beyond.retry)
   # shellcheck disable=SC2086
   $ASYRP evaluate --profile toy $DEVICE_ARGS --direction "$OUT/$name" --attribute "$attribute" --value "$value" \
     --n "$N_EVAL" --retry --output "$OUT/$name/metrics_retry.json" >/dev/null
-  # and with the check that also keeps the other attributes CLIP reads (asyrp_lib.retry, keep=)
+  # and with the check that also keeps the other attributes CLIP reads (asyrp_lib.beyond.retry, keep=)
   # shellcheck disable=SC2086
   $ASYRP evaluate --profile toy $DEVICE_ARGS --direction "$OUT/$name" --attribute "$attribute" --value "$value" \
     --n "$N_EVAL" --keep --output "$OUT/$name/metrics_keep.json" >/dev/null

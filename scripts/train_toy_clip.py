@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from asyrp_lib import toyworld as tw  # noqa: E402
-from asyrp_lib.tokenizer_build import build_tokenizer  # noqa: E402
+from asyrp_lib.toy import toyworld as tw  # noqa: E402
+from asyrp_lib.models.tokenizer_build import build_tokenizer  # noqa: E402
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

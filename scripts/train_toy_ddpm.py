@@ -28,7 +28,7 @@ The loss, per sample, with x_t = sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) ε and SNR_t 
 In terms of the error of P_t (the predicted x_0), the plain ε loss weights it by SNR_t, the plain v loss by
 SNR_t + 1. At t = 999 SNR_t is 4·10⁻⁵: an ε-model hardly learns P_t there, and P_t at high t is where a
 sample's colours are decided (measured: model card). A v-model is still used through ε by the library
-(``asyrp_lib.unets``). ``--amp bf16`` runs the forward pass under ``torch.autocast(dtype=torch.bfloat16)``
+(``asyrp_lib.models.unets``). ``--amp bf16`` runs the forward pass under ``torch.autocast(dtype=torch.bfloat16)``
 (CUDA, or a CPU with AVX-512 BF16; ``auto`` picks it where supported); the weights and the optimiser stay fp32.
 
 Writes to --out: the EMA U-Net (``save_pretrained``, fp16 safetensors unless --fp32), the DDPM
@@ -57,9 +57,10 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from asyrp_lib import ddim, toyworld  # noqa: E402
-from asyrp_lib.profiles import CONFIG_DIR  # noqa: E402
-from asyrp_lib.unets import load_folder  # noqa: E402
+from asyrp_lib.core import ddim
+from asyrp_lib.toy import toyworld  # noqa: E402
+from asyrp_lib.models.profiles import CONFIG_DIR  # noqa: E402
+from asyrp_lib.models.unets import load_folder  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -389,9 +390,9 @@ def portable_args(args) -> dict:
 
 def evaluate(folder: Path, args) -> dict:
     """Sample quality by the oracle, and inversion + regeneration LPIPS; writes metrics.json, samples.png."""
-    from asyrp_lib.evaluate import sample_quality
-    from asyrp_lib.perceptual import load_lpips
-    from asyrp_lib.plotting import save_grid
+    from asyrp_lib.toy.evaluate import sample_quality
+    from asyrp_lib.models.perceptual import load_lpips
+    from asyrp_lib.front.plotting import save_grid
 
     device = torch.device(args.device)
     unet, schedule = load_folder(folder, torch_dtype=torch.float32)
@@ -437,7 +438,7 @@ def evaluate(folder: Path, args) -> dict:
 def clip_on_previews(unet, schedule, device, seed: int, t: int = 500, n: int = 200) -> dict:
     """The toy CLIP's zero-shot smiling-vs-frowning accuracy on P_t previews at ``t``, reached by DDIM
     inversion (40 steps) of fresh smiling and frowning renders; on the clean renders for comparison."""
-    from asyrp_lib.profiles import load_clip
+    from asyrp_lib.models.profiles import load_clip
 
     clip = load_clip("toy", device=device)
     attrs = [a for a in toyworld.sample_attributes(3 * n, seed=556_000 + seed)

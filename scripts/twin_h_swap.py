@@ -25,10 +25,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from asyrp_lib import ddim, editing  # noqa: E402
-from asyrp_lib import evaluate as ev  # noqa: E402
-from asyrp_lib import toyworld as tw  # noqa: E402
-from asyrp_lib.process import DeltaH, run_process  # noqa: E402
+from asyrp_lib.core import ddim, editing  # noqa: E402
+from asyrp_lib.toy import evaluate as ev  # noqa: E402
+from asyrp_lib.toy import toyworld as tw  # noqa: E402
+from asyrp_lib.core.process import DeltaH, run_process  # noqa: E402
 
 
 def _value(attribute: str, text: str, flag: str):
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None, help="also write the rows to this file")
     args = p.parse_args(argv)
     source, target = _value(args.attribute, args.source, "--source"), _value(args.attribute, args.target, "--target")
-    from asyrp_lib.profiles import load_profile
+    from asyrp_lib.models.profiles import load_profile
 
     profile = load_profile(args.profile)
     if not profile.is_toy:

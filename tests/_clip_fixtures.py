@@ -1,7 +1,7 @@
-"""A tiny random CLIP and its tokenizer, built without the model hub (see ``asyrp_lib.clip.random_clip``)."""
+"""A tiny random CLIP and its tokenizer, built without the model hub (see ``asyrp_lib.models.clip.random_clip``)."""
 from pathlib import Path
 
-from asyrp_lib.clip import random_clip
+from asyrp_lib.models.clip import random_clip
 
 WORDS = ("the", "of", "face", "a", "photo", "smiling")
 

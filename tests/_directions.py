@@ -2,7 +2,7 @@
 import torch
 import torch.nn.functional as F
 
-from asyrp_lib.delta_net import DeltaNet
+from asyrp_lib.core.delta_net import DeltaNet
 
 
 def smooth_faces(n: int, seed: int = 0, size: int = 32) -> torch.Tensor:

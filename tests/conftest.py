@@ -10,7 +10,7 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 @pytest.fixture(scope="session")
 def tiny():
     """The tiny profile (random weights), loaded once per test session."""
-    from asyrp_lib.profiles import load_profile
+    from asyrp_lib.models.profiles import load_profile
 
     return load_profile("tiny", device="cpu")
 

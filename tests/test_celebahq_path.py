@@ -40,7 +40,7 @@ def test_standin_script_checks_its_arguments(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_standin_is_the_real_architecture_and_scheduler(standin):
-    from asyrp_lib.profiles import CONFIG_DIR
+    from asyrp_lib.models.profiles import CONFIG_DIR
 
     unet_cfg = json.loads((standin["unet"] / "config.json").read_text())
     real = json.loads((CONFIG_DIR / "celebahq_unet.json").read_text())
@@ -54,8 +54,8 @@ def test_standin_is_the_real_architecture_and_scheduler(standin):
 
 @pytest.mark.slow
 def test_load_sample_and_invert(standin):
-    from asyrp_lib import ddim
-    from asyrp_lib.profiles import load_profile
+    from asyrp_lib.core import ddim
+    from asyrp_lib.models.profiles import load_profile
 
     prof = load_profile(str(standin["unet"]), device="cpu", clip=str(standin["clip"]))
     n_params = sum(p.numel() for p in prof.unet.parameters())

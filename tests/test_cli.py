@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from _directions import saved_direction
-from asyrp_lib.cli import main, parse_direction
-from asyrp_lib.delta_net import DeltaNet
+from asyrp_lib.front.cli import main, parse_direction
+from asyrp_lib.core.delta_net import DeltaNet
 
 
 def run(*args, env):
@@ -150,8 +150,8 @@ def test_demo_and_evaluate_bad_input(tmp_path, tiny, capsys, monkeypatch):
 
 KILL_AT = """
 import os, sys
-import asyrp_lib.train as train
-from asyrp_lib import cli
+import asyrp_lib.core.train as train
+from asyrp_lib.front import cli
 real, calls = train.loss_step, []
 def dying(*a, **k):
     calls.append(1)

@@ -1,4 +1,4 @@
-"""Tests for asyrp_lib.clip: the CLIP wrapper and the directional loss (eq. 3), with a tiny random CLIP."""
+"""Tests for asyrp_lib.models.clip: the CLIP wrapper and the directional loss (eq. 3), with a tiny random CLIP."""
 
 import numpy as np
 import pytest
@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from transformers import CLIPImageProcessor
 
 from _clip_fixtures import make_tiny_clip
-from asyrp_lib.hub import HubUnavailableError
-from asyrp_lib.clip import (CLIPEncoder, DirectionalCLIPLoss, directional_clip_loss,
+from asyrp_lib.models.hub import HubUnavailableError
+from asyrp_lib.models.clip import (CLIPEncoder, DirectionalCLIPLoss, directional_clip_loss,
                             directional_similarity)
 
 
@@ -130,7 +130,7 @@ def test_preprocessing_matches_clip_image_processor(tiny_clip, encoder, h, w):
     assert diff.max() < 0.03 and diff.mean() < 0.008, (diff.max().item(), diff.mean().item())
     with torch.no_grad():
         ref_emb = _unit(encoder.encode_image(x))
-        from asyrp_lib.clip import _features
+        from asyrp_lib.models.clip import _features
         proc_emb = _unit(_features(model.get_image_features(pixel_values=ref)))
     assert F.cosine_similarity(ref_emb, proc_emb).item() > 0.999
 

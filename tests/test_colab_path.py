@@ -11,11 +11,11 @@ import torch
 from PIL import Image
 from _directions import smooth_faces
 
-from asyrp_lib.cache import InversionCache
-from asyrp_lib.cli import main
-from asyrp_lib.delta_net import DeltaNet
+from asyrp_lib.core.cache import InversionCache
+from asyrp_lib.front.cli import main
+from asyrp_lib.core.delta_net import DeltaNet
 from asyrp_lib.images import load_image, load_upload
-from asyrp_lib.pipeline import CHUNK_PIXELS, AsyrpEditor, default_batch_size
+from asyrp_lib.core.pipeline import CHUNK_PIXELS, AsyrpEditor, default_batch_size
 
 STEPS = 4
 
@@ -236,13 +236,13 @@ def test_notes_for_very_small_or_elongated_images(tmp_path, capsys):
 # Models that are not a UNet2DModel with a mid block
 # ----------------------------------------------------------------------------------------------
 def _tiny_config():
-    from asyrp_lib.profiles import CONFIG_DIR
+    from asyrp_lib.models.profiles import CONFIG_DIR
 
     return json.loads((CONFIG_DIR / "tiny_unet.json").read_text())
 
 
 def test_folder_of_another_model_class_is_refused_before_loading(tmp_path):
-    from asyrp_lib.profiles import load_profile
+    from asyrp_lib.models.profiles import load_profile
 
     (tmp_path / "vae").mkdir()
     (tmp_path / "vae" / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKL", "in_channels": 3}))
@@ -265,7 +265,7 @@ def test_folder_of_another_model_class_is_refused_before_loading(tmp_path):
 def test_unet_without_a_mid_block_is_refused(tmp_path, capsys):
     from diffusers import UNet2DModel
 
-    from asyrp_lib.profiles import load_profile
+    from asyrp_lib.models.profiles import load_profile
 
     UNet2DModel.from_config({**_tiny_config(), "mid_block_type": None}).save_pretrained(tmp_path / "nomid")
     with pytest.raises(ValueError, match="name: .*nomid.*no mid block"):
@@ -275,7 +275,7 @@ def test_unet_without_a_mid_block_is_refused(tmp_path, capsys):
 
 
 def test_hub_id_is_checked_offline_within_seconds(monkeypatch):
-    from asyrp_lib.profiles import HubUnavailableError, load_profile
+    from asyrp_lib.models.profiles import HubUnavailableError, load_profile
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", os.devnull + "-nothing-cached")
@@ -310,7 +310,7 @@ def test_cli_edit_precision_reaches_the_editor(tmp_path, tiny, monkeypatch, caps
 
 def test_cli_precision_choices_are_the_librarys():
     from asyrp_lib._utils import PRECISIONS
-    from asyrp_lib.cli import build_parser
+    from asyrp_lib.front.cli import build_parser
 
     edit = build_parser()._subparsers._group_actions[0].choices["edit"]
     assert next(a for a in edit._actions if a.dest == "precision").choices == PRECISIONS

@@ -70,7 +70,7 @@ def test_a_starter_is_not_written_and_the_library_takes_over(ex, capsys):
 
 
 def test_a_function_that_calls_the_library_does_not_pass():
-    from asyrp_lib import ddim
+    from asyrp_lib.core import ddim
 
     def predicted_x0(x_t, eps, alpha_t):
         return ddim.predicted_x0(x_t, eps, alpha_t)

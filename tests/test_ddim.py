@@ -3,7 +3,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
-from asyrp_lib import ddim
+from asyrp_lib.core import ddim
 
 
 def make_scheduler(**kw):

@@ -1,11 +1,11 @@
-"""Tests for asyrp_lib.delta_net: f_t(h_t, t) → Δh_t and its checkpoints."""
+"""Tests for asyrp_lib.core.delta_net: f_t(h_t, t) → Δh_t and its checkpoints."""
 import json
 
 import pytest
 import torch
 
 import asyrp_lib
-from asyrp_lib.delta_net import META_NAME, WEIGHTS_NAME, DeltaNet, timestep_embedding
+from asyrp_lib.core.delta_net import META_NAME, WEIGHTS_NAME, DeltaNet, timestep_embedding
 
 
 def test_zero_init_gives_no_edit_for_any_shape():

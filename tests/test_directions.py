@@ -1,4 +1,4 @@
-"""asyrp_lib.directions on the tiny profile (random weights) with directions made here: the batched copies equal
+"""asyrp_lib.beyond.directions on the tiny profile (random weights) with directions made here: the batched copies equal
 the editor's own edits, strength 0 is the reconstruction, the linear algebra (PCA, Jacobian singular vectors)
 checked against closed forms, and the random edits have the sizes they claim."""
 import warnings
@@ -6,12 +6,12 @@ import warnings
 import pytest
 import torch
 
-from asyrp_lib import directions as D
-from asyrp_lib import evaluate
-from asyrp_lib import toyworld as tw
-from asyrp_lib.delta_net import DeltaNet
-from asyrp_lib.pipeline import AsyrpEditor
-from asyrp_lib.process import DeltaH
+from asyrp_lib.beyond import directions as D
+from asyrp_lib.toy import evaluate
+from asyrp_lib.toy import toyworld as tw
+from asyrp_lib.core.delta_net import DeltaNet
+from asyrp_lib.core.pipeline import AsyrpEditor
+from asyrp_lib.core.process import DeltaH
 
 T_EDIT, T_BOOST = 400, 200
 
@@ -251,7 +251,7 @@ def test_top_singular_vectors_print_no_torch_deprecation_warning():
 def test_jacobian_directions_are_singular_vectors_of_dPt_dh(tiny):
     from torch.func import jvp, vjp
 
-    from asyrp_lib import ddim
+    from asyrp_lib.core import ddim
 
     g = torch.Generator().manual_seed(0)
     x_t = torch.randn(1, 3, 16, 16, generator=g)  # a small input: h is 32×8×8

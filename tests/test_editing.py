@@ -3,8 +3,8 @@ DDIM, the edit acts only for t ≥ t_edit, and the optimisation lowers the loss.
 import pytest
 import torch
 
-from asyrp_lib import ddim, editing
-from asyrp_lib.clip import DirectionalCLIPLoss
+from asyrp_lib.core import ddim, editing
+from asyrp_lib.models.clip import DirectionalCLIPLoss
 
 SOURCE, TARGET = "face", "smiling face"
 STEPS = 3  # timesteps [666, 333, 0]

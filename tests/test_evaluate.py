@@ -2,9 +2,10 @@
 import pytest
 import torch
 
-from asyrp_lib import evaluate as ev
-from asyrp_lib import toyworld as tw
-from asyrp_lib.clip import DirectionalCLIPLoss
+from asyrp_lib.beyond import compare as cmp
+from asyrp_lib.toy import evaluate as ev
+from asyrp_lib.toy import toyworld as tw
+from asyrp_lib.models.clip import DirectionalCLIPLoss
 
 
 def face(**kw):
@@ -134,12 +135,12 @@ def test_comparison_table():
     rows = {"Δh asymmetric": {"n": 32, "success": 0.9, "others_kept": 0.875, "lpips": 0.1234, "s_dir": 0.2,
                               "face_rate": 1.0, "train_seconds": 12.3, "edit_seconds_per_image": 0.5},
             "x_T optimisation": {"n": 32, "success": 0.1, "others_kept": 0.5, "lpips": None}}
-    table = ev.comparison_table(rows).splitlines()
+    table = cmp.comparison_table(rows).splitlines()
     assert table[0].startswith("| method | n | success | others kept | LPIPS | S_dir |")
     assert table[2] == "| Δh asymmetric | 32 | 0.90 | 0.88 | 0.123 | 0.200 | 1.00 | 12.3 | 0.50 |"
     assert table[3] == "| x_T optimisation | 32 | 0.10 | 0.50 | – | – | – | – | – |"
     with pytest.raises(ValueError, match="results"):
-        ev.comparison_table({})
+        cmp.comparison_table({})
 
 
 def test_source_faces():
@@ -171,14 +172,14 @@ class BrightnessOracle:
 def test_compare_methods_runs_every_method(tiny):
     train = ev.source_faces("smile", "smiling", 2, ev.DEV_SEED, size=32)
     test = ev.source_faces("smile", "smiling", 2, size=32)
-    res = ev.compare_methods(tiny, BrightnessOracle(), train=train, test=test, t_edit=300, n_steps=2,
+    res = cmp.compare_methods(tiny, BrightnessOracle(), train=train, test=test, t_edit=300, n_steps=2,
                              delta_h=dict(epochs=1), eps_shift=dict(epochs=1), x_T=dict(n_steps=2, iters=1),
                              f_t=dict(epochs=1, batch_size=2), progress=False)
-    assert set(res) == set(ev.METHODS) | {"Δh asymmetric (train faces)"}
+    assert set(res) == set(cmp.METHODS) | {"Δh asymmetric (train faces)"}
     for name, m in res.items():
         assert 0 <= m["success"] <= 1 and 0 <= m["others_kept"] <= 1 and m["lpips"] >= 0, name
     assert res["Δh asymmetric"]["n"] == 2 and res["Δh asymmetric"]["train_seconds"] > 0
-    table = ev.comparison_table(res)
+    table = cmp.comparison_table(res)
     assert all(f"| {name} |" in table for name in res)
 
 
@@ -200,10 +201,10 @@ def test_real_oracle_on_ground_truth_edits():
 def test_comparison_verdict_says_whether_asyrp_wins_and_by_how_much():
     row = lambda s, k: {"success": s, "others_kept": k}  # noqa: E731
     wins = {"Asyrp (f_t)": row(0.9, 0.9), "x_T optimisation": row(0.5, 0.8), "ε-shift": row(0.6, 0.9)}
-    text = ev.comparison_verdict(wins)
+    text = cmp.comparison_verdict(wins)
     assert "does not" not in text and "+40 points" in text and "+30 points" in text
     # a larger success gain bought with others kept is not a win; nor is a gain under the bar
-    text = ev.comparison_verdict({"Asyrp (f_t)": row(0.9, 0.3), "x_T optimisation": row(0.2, 0.5),
+    text = cmp.comparison_verdict({"Asyrp (f_t)": row(0.9, 0.3), "x_T optimisation": row(0.2, 0.5),
                                   "ε-shift": row(0.7, 0.3)})
     assert text.count("**does not**") == 2 and "others kept -20 points" in text and "success +20 points" in text
-    assert "nothing to compare" in ev.comparison_verdict({"ε-shift": row(0.1, 0.1)})
+    assert "nothing to compare" in cmp.comparison_verdict({"ε-shift": row(0.1, 0.1)})

@@ -221,7 +221,7 @@ def test_the_table_counts_the_best_of_a_students_notebooks_of_one_course_noteboo
 
 
 def test_cli_grade_exit_status_and_json_without_running_a_kernel(tmp_path, capsys):
-    from asyrp_lib.cli import main
+    from asyrp_lib.front.cli import main
 
     folder = tmp_path / "subs"
     _notebook(folder / "dave.ipynb", "# Notes", "print(1)")

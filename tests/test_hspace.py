@@ -5,8 +5,8 @@ import pytest
 import torch
 from diffusers import UNet2DModel
 
-from asyrp_lib.hspace import HSpaceUNet, h_shape
-from asyrp_lib.profiles import CONFIG_DIR
+from asyrp_lib.core.hspace import HSpaceUNet, h_shape
+from asyrp_lib.models.profiles import CONFIG_DIR
 
 SMALL = dict(sample_size=16, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
              down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),

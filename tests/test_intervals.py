@@ -1,13 +1,13 @@
-"""Tests for asyrp_lib.intervals: the ξ_t / λ_t curves and the choice of t_edit and t_boost."""
+"""Tests for asyrp_lib.core.intervals: the ξ_t / λ_t curves and the choice of t_edit and t_boost."""
 
 import numpy as np
 import pytest
 import torch
 from diffusers import UNet2DModel
 
-from asyrp_lib import ddim, intervals
-from asyrp_lib.intervals import edit_threshold, select_t_boost, select_t_edit
-from asyrp_lib.perceptual import load_lpips
+from asyrp_lib.core import ddim, intervals
+from asyrp_lib.core.intervals import edit_threshold, select_t_boost, select_t_edit
+from asyrp_lib.models.perceptual import load_lpips
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,13 +1,13 @@
-"""The loss of one editing step (asyrp_lib.loss), pinned to its closed form on the tiny model: the directional
+"""The loss of one editing step (asyrp_lib.core.loss), pinned to its closed form on the tiny model: the directional
 term, the L1 term against each target (the unedited trajectory, the default, or P_t at the edited x_t) and the
 text-cosine weighting; and one loss for every edit."""
 import pytest
 import torch
 
-from asyrp_lib import ddim
-from asyrp_lib.clip import DirectionalCLIPLoss
-from asyrp_lib.loss import AsyrpLoss, l1_distance
-from asyrp_lib.process import DeltaH, reverse_process
+from asyrp_lib.core import ddim
+from asyrp_lib.models.clip import DirectionalCLIPLoss
+from asyrp_lib.core.loss import AsyrpLoss, l1_distance
+from asyrp_lib.core.process import DeltaH, reverse_process
 
 TS = ddim.timesteps(4)  # [750, 500, 250, 0]
 

@@ -3,8 +3,8 @@ the P_t / D_t interference identity of eq. 2."""
 import pytest
 import torch
 
-from asyrp_lib import ddim, naive
-from asyrp_lib.clip import DirectionalCLIPLoss
+from asyrp_lib.core import ddim, naive
+from asyrp_lib.models.clip import DirectionalCLIPLoss
 
 SOURCE, TARGET = "face", "smiling face"
 

@@ -20,7 +20,7 @@ def test_pyproject_declares_every_required_package_with_loose_ranges():
     reqs = list(meta["dependencies"]) + [r for extra in meta["optional-dependencies"].values() for r in extra]
     assert REQUIRED <= _names(reqs)
     assert not [r for r in reqs if "==" in r], "pin exact versions in CI, not in the package"
-    assert meta["scripts"]["asyrp"] == "asyrp_lib.cli:main"
+    assert meta["scripts"]["asyrp"] == "asyrp_lib.front.cli:main"
 
 
 def test_environment_yml_installs_the_same_pip_requirements():

@@ -1,4 +1,4 @@
-"""Tests for asyrp_lib.perceptual: LPIPS with the ImageNet AlexNet backbone, offline."""
+"""Tests for asyrp_lib.models.perceptual: LPIPS with the ImageNet AlexNet backbone, offline."""
 
 import pickle
 from pathlib import Path
@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from asyrp_lib import perceptual
-from asyrp_lib.perceptual import LPIPS, load_lpips
+from asyrp_lib.models import perceptual
+from asyrp_lib.models.perceptual import LPIPS, load_lpips
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "reference" / "lpips"
 

@@ -1,14 +1,14 @@
-"""Tests for asyrp_lib.pipeline: the generative process of eq. (6) with AsyrpEditor."""
+"""Tests for asyrp_lib.core.pipeline: the generative process of eq. (6) with AsyrpEditor."""
 import copy
 import dataclasses
 
 import pytest
 import torch
 
-from asyrp_lib import ddim
-from asyrp_lib.delta_net import DeltaNet
-from asyrp_lib.hspace import HSpaceUNet
-from asyrp_lib.pipeline import AsyrpEditor, InversionCache, check_intervals
+from asyrp_lib.core import ddim
+from asyrp_lib.core.delta_net import DeltaNet
+from asyrp_lib.core.hspace import HSpaceUNet
+from asyrp_lib.core.pipeline import AsyrpEditor, InversionCache, check_intervals
 
 STEPS = 4  # timesteps 750, 500, 250, 0
 

@@ -1,10 +1,10 @@
-"""Eq. (6), the one reverse process: the phase of every step, its boundaries (DESIGN §5), fresh noise in the
+"""Eq. (6), the one reverse process: the phase of every step, its boundaries (ARCHITECTURE.md §5), fresh noise in the
 boosting steps and determinism elsewhere; inversion against diffusers' DDIMInverseScheduler."""
 import torch
 from diffusers import DDIMInverseScheduler
 
-from asyrp_lib import ddim
-from asyrp_lib.process import DeltaH, phase_of, reverse_process, run_process
+from asyrp_lib.core import ddim
+from asyrp_lib.core.process import DeltaH, phase_of, reverse_process, run_process
 
 TS = ddim.timesteps(10)  # [900, 800, …, 0]
 

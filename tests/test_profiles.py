@@ -6,8 +6,8 @@ import pytest
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-from asyrp_lib import profiles
-from asyrp_lib.profiles import CONFIG_DIR, HubUnavailableError, load_profile
+from asyrp_lib.models import profiles
+from asyrp_lib.models.profiles import CONFIG_DIR, HubUnavailableError, load_profile
 
 
 def test_tiny_profile(tiny):
@@ -129,7 +129,7 @@ def test_celebahq_clip_config_round_trips_through_a_local_folder(tmp_path, tiny)
 
 
 def test_asyrp_clip_replaces_the_clip_when_none_is_given(monkeypatch, tmp_path):
-    from asyrp_lib.clip import random_clip
+    from asyrp_lib.models.clip import random_clip
 
     model, tokenizer = random_clip(image_size=48, patch_size=16, seed=3, folder=tmp_path)
     model.save_pretrained(tmp_path)

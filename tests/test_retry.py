@@ -1,4 +1,4 @@
-"""asyrp_lib.retry on the tiny profile (random weights): the CLIP gain, the weak-face rule, and that the checked edit
+"""asyrp_lib.beyond.retry on the tiny profile (random weights): the CLIP gain, the weak-face rule, and that the checked edit
 keeps the first edit of every face CLIP passes and re-edits exactly the weak ones at factor × the strength."""
 import json
 
@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from _directions import saved_direction, smooth_faces
 
-from asyrp_lib import retry
-from asyrp_lib.cli import main
-from asyrp_lib.pipeline import AsyrpEditor
+from asyrp_lib.beyond import retry
+from asyrp_lib.front.cli import main
+from asyrp_lib.core.pipeline import AsyrpEditor
 
 
 def test_weak_faces_are_those_below_a_share_of_the_median():
@@ -124,8 +124,8 @@ def test_asyrp_edit_retry_checks_each_chunk_and_judges_a_small_last_chunk_by_the
 @pytest.mark.parametrize("target, own", [("smiling face", "smile"), ("face with glasses", "glasses"),
                                          ("face with closed eyes", "eyes"), ("face with red hair", "hair_color")])
 def test_keep_leaves_out_the_group_of_the_edited_attribute(target, own):
-    from asyrp_lib.clip import DirectionalCLIPLoss
-    from asyrp_lib.profiles import TOY_KEEP_PROMPTS, load_clip
+    from asyrp_lib.models.clip import DirectionalCLIPLoss
+    from asyrp_lib.models.profiles import TOY_KEEP_PROMPTS, load_clip
 
     enc = load_clip("toy", device="cpu")
     loss = DirectionalCLIPLoss(enc, "face", target)

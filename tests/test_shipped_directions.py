@@ -12,11 +12,11 @@ import math
 import pytest
 import torch
 
-from asyrp_lib import evaluate
-from asyrp_lib import toyworld as tw
+from asyrp_lib.toy import evaluate
+from asyrp_lib.toy import toyworld as tw
 from asyrp_lib._utils import data_dir
-from asyrp_lib.delta_net import META_NAME
-from asyrp_lib.directions import faces_without
+from asyrp_lib.core.delta_net import META_NAME
+from asyrp_lib.beyond.directions import faces_without
 
 SHIPPED = {"smiling": ("smile", "smiling"), "glasses": ("glasses", "yes"), "closed_eyes": ("eyes", "closed"),
            "red_hair": ("hair_color", "red")}
@@ -44,8 +44,8 @@ pytestmark = [pytest.mark.slow,  # edits 16 faces per direction with the toy DDP
 
 @pytest.fixture(scope="module")
 def setup():
-    from asyrp_lib.pipeline import AsyrpEditor
-    from asyrp_lib.profiles import load_profile
+    from asyrp_lib.core.pipeline import AsyrpEditor
+    from asyrp_lib.models.profiles import load_profile
 
     profile = load_profile("toy", device="cpu")
     return profile, AsyrpEditor(profile, progress=False), tw.Oracle.load()
@@ -55,12 +55,12 @@ def setup():
 def test_shipped_direction_edits_fresh_faces(setup, name):
     """On 16 faces no one tuned on, each direction does about what its metrics.json (32 held-out faces) says:
     success and others kept no lower than three standard errors below the measured shares, LPIPS within 0.1;
-    and the same for the CLIP-checked edit that keeps the other attributes (asyrp_lib.retry, keep=) against
+    and the same for the CLIP-checked edit that keeps the other attributes (asyrp_lib.beyond.retry, keep=) against
     metrics_keep.json. (metrics_retry.json, the check without keep, is not checked again here: the keep check
     makes the same weak-face test and more, and one checked edit per direction keeps CI within its time.)"""
     if not shipped(name):
         pytest.skip(f"{name} is not shipped (see data/MODEL_CARD.md)")
-    from asyrp_lib.retry import edit_checked
+    from asyrp_lib.beyond.retry import edit_checked
 
     profile, editor, oracle = setup
     attribute, value = SHIPPED[name]
@@ -93,7 +93,7 @@ def measured_combinations() -> dict:
 def _plain_and_checked(editor, x, directions):
     """(plain edit, CLIP-checked edit keeping the other attributes) of ``x``: the checked edit's first pass is the
     plain one."""
-    from asyrp_lib.retry import edit_checked
+    from asyrp_lib.beyond.retry import edit_checked
 
     checked = edit_checked(editor, x, directions, keep=editor.profile.keep_prompts,
                            generator=torch.Generator().manual_seed(0), reconstruct=False)

@@ -8,8 +8,8 @@ until ``data/toy_ddpm/`` exists.
 import pytest
 import torch
 
-from asyrp_lib import ddim
-from asyrp_lib import toyworld as tw
+from asyrp_lib.core import ddim
+from asyrp_lib.toy import toyworld as tw
 from asyrp_lib._utils import data_dir
 
 pytestmark = [pytest.mark.slow,  # samples and inverts with the trained toy DDPM
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.slow,  # samples and inverts with the trained toy DDPM
 
 @pytest.fixture(scope="module")
 def toy():
-    from asyrp_lib.profiles import load_profile
+    from asyrp_lib.models.profiles import load_profile
 
     return load_profile("toy", device="cpu")
 

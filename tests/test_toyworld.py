@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from asyrp_lib import toyworld as tw
+from asyrp_lib.toy import toyworld as tw
 
 HELD_OUT_SEED = 31_337  # used neither by the training scripts nor by their evaluations
 
@@ -139,8 +139,8 @@ def test_gaussian_blur():
 # the shipped oracle
 
 _IMPORT_CHECKS = {  # what must hold right after importing each module first
-    "asyrp_lib.oracle": "assert 'asyrp_lib.toyworld' not in sys.modules, 'oracle imports toyworld'",
-    "asyrp_lib.toyworld": "assert not {'diffusers', 'transformers'} & set(sys.modules), 'toyworld is slow to import'",
+    "asyrp_lib.toy.oracle": "assert 'asyrp_lib.toy.toyworld' not in sys.modules, 'oracle imports toyworld'",
+    "asyrp_lib.toy.toyworld": "assert not {'diffusers', 'transformers'} & set(sys.modules), 'toyworld is slow to import'",
 }
 
 
@@ -151,7 +151,7 @@ def test_toyworld_and_oracle_import_without_a_cycle(first):
         "import importlib, sys",
         f"importlib.import_module({first!r})",
         _IMPORT_CHECKS[first],
-        "from asyrp_lib import oracle, toyworld",
+        "from asyrp_lib.toy import oracle, toyworld",
         "assert toyworld.Oracle is oracle.Oracle and toyworld.OracleNet is oracle.OracleNet",
         "assert not hasattr(toyworld, '__getattr__')",
     ])
@@ -213,7 +213,7 @@ def test_oracle_rejects_non_faces(oracle, fresh):
 
 @pytest.fixture(scope="module")
 def toy_clip():
-    from asyrp_lib.clip import CLIPEncoder
+    from asyrp_lib.models.clip import CLIPEncoder
     return CLIPEncoder.from_pretrained(tw.data_dir() / "toy_clip", device="cpu")
 
 

@@ -1,4 +1,4 @@
-"""Tests for asyrp_lib.train: training f_t on the tiny profile (random U-Net and CLIP)."""
+"""Tests for asyrp_lib.core.train: training f_t on the tiny profile (random U-Net and CLIP)."""
 import json
 
 import numpy as np
@@ -6,9 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
-from asyrp_lib import clip as clip_mod, ddim
-from asyrp_lib.delta_net import DeltaNet
-from asyrp_lib.train import (STATE_NAME, TrainConfig, TrainingDiverged, find_intervals, train_direction)
+from asyrp_lib.models import clip as clip_mod
+from asyrp_lib.core import ddim
+from asyrp_lib.core.delta_net import DeltaNet
+from asyrp_lib.core.train import (STATE_NAME, TrainConfig, TrainingDiverged, find_intervals, train_direction)
 
 # 4 DDIM steps (750, 500, 250, 0); t_edit = 500 → two training steps per batch
 BASE = dict(n_steps=4, t_edit=500, t_boost=0, batch_size=2)
@@ -161,8 +162,8 @@ def test_celebahq_architecture_trains_and_edits_at_64px(tmp_path):
 
     from diffusers import UNet2DModel
 
-    from asyrp_lib.pipeline import AsyrpEditor
-    from asyrp_lib.profiles import CONFIG_DIR, load_profile
+    from asyrp_lib.core.pipeline import AsyrpEditor
+    from asyrp_lib.models.profiles import CONFIG_DIR, load_profile
 
     _sys.path.insert(0, str(Path(__file__).parent))
     from _clip_fixtures import make_tiny_clip

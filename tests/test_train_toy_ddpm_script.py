@@ -6,7 +6,7 @@ import pytest
 import torch
 from _scripts import load_script
 
-from asyrp_lib.profiles import CONFIG_DIR
+from asyrp_lib.models.profiles import CONFIG_DIR
 
 
 def _script():
@@ -25,7 +25,7 @@ def _args(skip_dropout=0.0, skip_swap=0.0, skip_from=400):
 
 
 def test_skip_swap_gives_each_late_sample_its_twins_skips_with_its_own_h():
-    from asyrp_lib.hspace import HSpaceUNet
+    from asyrp_lib.core.hspace import HSpaceUNet
 
     mod = _script()
     unet = _unet().train()
@@ -85,7 +85,7 @@ def test_skip_dropout_zero_probability_registers_nothing():
 
 
 def test_swap_pairs_twins_differ_in_one_attribute_and_keep_the_prior():
-    from asyrp_lib import toyworld
+    from asyrp_lib.toy import toyworld
 
     mod = _script()
     faces = toyworld.sample_attributes(1400, seed=11)

@@ -5,10 +5,10 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
-from asyrp_lib import ddim
-from asyrp_lib.hspace import HSpaceUNet
-from asyrp_lib.profiles import CONFIG_DIR, load_profile
-from asyrp_lib.unets import VPredictionUNet2DModel, eps_from_v, load_folder, v_target
+from asyrp_lib.core import ddim
+from asyrp_lib.core.hspace import HSpaceUNet
+from asyrp_lib.models.profiles import CONFIG_DIR, load_profile
+from asyrp_lib.models.unets import VPredictionUNet2DModel, eps_from_v, load_folder, v_target
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The playground (asyrp_lib.widgets) driven from Python on the tiny profile, without a browser: strengths change
+"""The playground (asyrp_lib.front.widgets) driven from Python on the tiny profile, without a browser: strengths change
 the edit, strength 0 is the reconstruction, the inversion runs once, uploads of both ipywidgets shapes parse,
 and bad input becomes a message in the UI instead of a traceback."""
 import io
@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from asyrp_lib import widgets as pw
-from asyrp_lib.delta_net import DeltaNet
+from asyrp_lib.front import widgets as pw
+from asyrp_lib.core.delta_net import DeltaNet
 
 T_EDIT, T_BOOST = 500, 200
 
@@ -201,7 +201,7 @@ def test_playground_reports_problems_with_starting_directions(tiny):
 
 
 def test_oracle_readings(tiny, pg):
-    from asyrp_lib.toyworld import Oracle
+    from asyrp_lib.toy.toyworld import Oracle
 
     pg.oracle = Oracle.load()
     r = pg.update()

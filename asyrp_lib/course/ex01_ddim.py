@@ -3,9 +3,9 @@ r"""Checks of notebook 01 (DDIM): P_t, D_t and σ_t (eq. 2), one DDIM step (eq. 
 =======  =================================================  ==========================================
 exercise  the student writes                                 the library's version
 =======  =================================================  ==========================================
-01.1      ``predicted_x0(x_t, eps, alpha_t)``                 :func:`asyrp_lib.ddim.predicted_x0`
-          ``direction_to_xt(eps, alpha_prev, sigma=0.0)``     :func:`asyrp_lib.ddim.direction_to_xt`
-          ``ddim_sigma(alpha_t, alpha_prev, eta)``            :func:`asyrp_lib.ddim.ddim_sigma`
+01.1      ``predicted_x0(x_t, eps, alpha_t)``                 :func:`asyrp_lib.core.ddim.predicted_x0`
+          ``direction_to_xt(eps, alpha_prev, sigma=0.0)``     :func:`asyrp_lib.core.ddim.direction_to_xt`
+          ``ddim_sigma(alpha_t, alpha_prev, eta)``            :func:`asyrp_lib.core.ddim.ddim_sigma`
 01.2      ``ddim_step(x_t, eps, alpha_t, alpha_prev, eta=0.0, noise=None)`` → x_{t−1}   :func:`reference_ddim_step`
 01.3      ``inversion_step(x_prev, eps, alpha_prev, alpha_t)`` → x_t                    :func:`reference_inversion_step`
 =======  =================================================  ==========================================
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import ddim
+from ..core import ddim
 from .checks import Part, Wrong, as_tensor, call, diagnose, exercise, gap, same
 
 __all__ = ["reference_ddim_step", "reference_inversion_step"]
@@ -26,14 +26,14 @@ _SCHEDULE = ddim.Schedule.linear()
 
 
 def reference_ddim_step(x_t, eps, alpha_t, alpha_prev, eta: float = 0.0, noise=None):
-    """x_{t−1} of one DDIM step (eq. 1): the library's :func:`asyrp_lib.ddim.ddim_step`, its ``x_prev``."""
+    """x_{t−1} of one DDIM step (eq. 1): the library's :func:`asyrp_lib.core.ddim.ddim_step`, its ``x_prev``."""
     return ddim.ddim_step(x_t, eps, alpha_t, alpha_prev, eta=eta,
                           noise=noise if eta > 0 else None).x_prev
 
 
 def reference_inversion_step(x_prev, eps, alpha_prev, alpha_t):
     """x_t from x_{t−1}: √ᾱ_t · P(ε) + √(1 − ᾱ_t) · ε with P(ε) = (x_{t−1} − √(1 − ᾱ_{t−1}) ε) / √ᾱ_{t−1}
-    (one step of :func:`asyrp_lib.ddim.invert`)."""
+    (one step of :func:`asyrp_lib.core.ddim.invert`)."""
     return alpha_t.sqrt() * ddim.predicted_x0(x_prev, eps, alpha_prev) + (1 - alpha_t).sqrt() * eps
 
 
@@ -115,9 +115,9 @@ def _check_ddim_sigma(fn, rng):
 
 
 exercise("01.1", "01_ddim", "P_t, D_t and σ_t (eq. 2)", [
-    Part("predicted_x0", "asyrp_lib.ddim:predicted_x0", _check_predicted_x0, symbol="P_t"),
-    Part("direction_to_xt", "asyrp_lib.ddim:direction_to_xt", _check_direction_to_xt, symbol="D_t"),
-    Part("ddim_sigma", "asyrp_lib.ddim:ddim_sigma", _check_ddim_sigma, symbol="σ_t"),
+    Part("predicted_x0", "asyrp_lib.core.ddim:predicted_x0", _check_predicted_x0, symbol="P_t"),
+    Part("direction_to_xt", "asyrp_lib.core.ddim:direction_to_xt", _check_direction_to_xt, symbol="D_t"),
+    Part("ddim_sigma", "asyrp_lib.core.ddim:ddim_sigma", _check_ddim_sigma, symbol="σ_t"),
 ])
 
 
@@ -154,7 +154,7 @@ def _check_ddim_step(fn, rng):
 
 exercise("01.2", "01_ddim", "one DDIM step (eq. 1)", [
     Part("ddim_step", "asyrp_lib.course.ex01_ddim:reference_ddim_step", _check_ddim_step, symbol="x_{t−1}",
-         label="ddim.ddim_step", guards=("asyrp_lib.ddim:ddim_step",)),
+         label="ddim.ddim_step", guards=("asyrp_lib.core.ddim:ddim_step",)),
 ])
 
 
@@ -181,5 +181,5 @@ def _check_inversion_step(fn, rng):
 
 exercise("01.3", "01_ddim", "one inversion step x_{t−1} → x_t", [
     Part("inversion_step", "asyrp_lib.course.ex01_ddim:reference_inversion_step", _check_inversion_step,
-         symbol="x_t", label="inversion step (as in ddim.invert)", guards=("asyrp_lib.ddim:invert",)),
+         symbol="x_t", label="inversion step (as in ddim.invert)", guards=("asyrp_lib.core.ddim:invert",)),
 ])

@@ -3,7 +3,7 @@ r"""Checks of notebook 02 (CLIP): the directional CLIP loss (eq. 3).
 =======  ====================================================================  =======================================
 exercise  the student writes                                                    the library's version
 =======  ====================================================================  =======================================
-02.1      ``directional_clip_loss(img_edit, img_source, txt_target, txt_source)``  :func:`asyrp_lib.clip.directional_clip_loss`
+02.1      ``directional_clip_loss(img_edit, img_source, txt_target, txt_source)``  :func:`asyrp_lib.core.clip_loss.directional_clip_loss`
           → ``1 − cos(ΔI, ΔT)`` per image, ``(N,)``
 =======  ====================================================================  =======================================
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .. import clip
+from ..core import clip_loss
 from .checks import Part, Wrong, as_tensor, call, diagnose, exercise, gap, same
 
 __all__: list[str] = []
@@ -46,7 +46,7 @@ def _check_directional_clip_loss(fn, rng):
     for n, d, text_shape in ((6, 16, (16,)), (5, 12, (1, 12))):
         i_edit, i_src, t_tgt, t_src = _draw(rng, n, d, text_shape)
         out = call(fn, i_edit.clone(), i_src.clone(), t_tgt.clone(), t_src.clone(), name="your directional_clip_loss")
-        ref = clip.directional_clip_loss(i_edit, i_src, t_tgt, t_src)
+        ref = clip_loss.directional_clip_loss(i_edit, i_src, t_tgt, t_src)
         if isinstance(out, torch.Tensor) and out.numel() == 1:
             raise Wrong(f"return one loss per image, shape ({n},): yours returns a single number (a mean or a sum "
                         "over the images?)")
@@ -83,7 +83,7 @@ def _check_directional_clip_loss(fn, rng):
 
 
 exercise("02.1", "02_directional_clip", "the directional CLIP loss (eq. 3)", [
-    Part("directional_clip_loss", "asyrp_lib.clip:directional_clip_loss", _check_directional_clip_loss,
+    Part("directional_clip_loss", "asyrp_lib.core.clip_loss:directional_clip_loss", _check_directional_clip_loss,
          symbol="1 − cos(ΔI, ΔT)",
-         guards=("asyrp_lib.clip:directional_clip_loss", "asyrp_lib.clip:directional_similarity")),
+         guards=("asyrp_lib.core.clip_loss:directional_clip_loss", "asyrp_lib.core.clip_loss:directional_similarity")),
 ])

@@ -6,7 +6,7 @@ exercise  the student writes                                                    
 03.1      ``lpips_curves(distance, x, p_ts, x_ts)`` → ``(xi, gamma)``, each ``(K, N)``:   :func:`reference_lpips_curves`
           ξ_t = d(x, P_T) − d(x, P_t) and γ_t = d(x, x_t) along descending timesteps
 03.2      ``first_reaching(timesteps, curve, threshold)`` → t                            :func:`reference_first_reaching`
-                                                                                          (:func:`asyrp_lib.intervals.select_t_edit`)
+                                                                                          (:func:`asyrp_lib.core.intervals.select_t_edit`)
           ``select_t_edit_t_boost(timesteps, lpips_pt, gamma, edit_threshold,            :func:`reference_select_t_edit_t_boost`
           boost_threshold)`` → ``(t_edit, t_boost)``
 =======  ==========================================================================  ===================================
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import intervals
+from ..core import intervals
 from .checks import Part, Wrong, as_tensor, call, diagnose, exercise, gap, same
 
 __all__ = ["reference_lpips_curves", "reference_first_reaching", "reference_select_t_edit_t_boost",
@@ -41,14 +41,14 @@ def reference_lpips_curves(distance, x, p_ts, x_ts):
 
 def reference_first_reaching(timesteps, curve, threshold):
     """The first timestep, counting up from t = 0, at which the mean of ``curve`` ``(K, N)`` over the images reaches
-    ``threshold`` (the rule of :func:`asyrp_lib.intervals.select_t_edit` and ``select_t_boost``); ``ValueError`` if
+    ``threshold`` (the rule of :func:`asyrp_lib.core.intervals.select_t_edit` and ``select_t_boost``); ``ValueError`` if
     it never does."""
     return intervals.select_t_edit(timesteps, curve, threshold)
 
 
 def reference_select_t_edit_t_boost(timesteps, lpips_pt, gamma, edit_threshold, boost_threshold):
-    """(t_edit, t_boost): :func:`asyrp_lib.intervals.select_t_edit` on LPIPS(x, P_t) and
-    :func:`asyrp_lib.intervals.select_t_boost` on γ_t = LPIPS(x, x_t)."""
+    """(t_edit, t_boost): :func:`asyrp_lib.core.intervals.select_t_edit` on LPIPS(x, P_t) and
+    :func:`asyrp_lib.core.intervals.select_t_boost` on γ_t = LPIPS(x, x_t)."""
     return (intervals.select_t_edit(timesteps, lpips_pt, edit_threshold),
             intervals.select_t_boost(timesteps, gamma, boost_threshold))
 
@@ -129,7 +129,7 @@ def _check_lpips_curves(fn, rng):
 exercise("03.1", "03_lpips", "the curves ξ_t and γ_t along a trajectory", [
     Part("lpips_curves", "asyrp_lib.course.ex03_lpips:reference_lpips_curves", _check_lpips_curves,
          symbol="(ξ_t, γ_t)", label="ξ_t and γ_t (ex03_lpips.reference_lpips_curves)",
-         guards=("asyrp_lib.intervals:lpips_x_pt", "asyrp_lib.intervals:lpips_x_xt")),
+         guards=("asyrp_lib.core.intervals:lpips_x_pt", "asyrp_lib.core.intervals:lpips_x_xt")),
 ])
 
 
@@ -283,10 +283,10 @@ def _check_select_t_edit_t_boost(fn, rng):
 exercise("03.2", "03_lpips", "choosing t_edit and t_boost", [
     Part("first_reaching", "asyrp_lib.course.ex03_lpips:reference_first_reaching", _check_first_reaching,
          symbol="the first t reaching the threshold", label="first-reaching rule (intervals.select_t_edit)",
-         guards=("asyrp_lib.intervals:select_t_edit", "asyrp_lib.intervals:select_t_boost",
-                 "asyrp_lib.intervals:_first_reaching")),
+         guards=("asyrp_lib.core.intervals:select_t_edit", "asyrp_lib.core.intervals:select_t_boost",
+                 "asyrp_lib.core.intervals:_first_reaching")),
     Part("select_t_edit_t_boost", "asyrp_lib.course.ex03_lpips:reference_select_t_edit_t_boost",
          _check_select_t_edit_t_boost, symbol="(t_edit, t_boost)",
          label="choice of t_edit and t_boost (intervals.select_t_edit, select_t_boost)",
-         guards=("asyrp_lib.intervals:select_t_edit", "asyrp_lib.intervals:select_t_boost")),
+         guards=("asyrp_lib.core.intervals:select_t_edit", "asyrp_lib.core.intervals:select_t_boost")),
 ])

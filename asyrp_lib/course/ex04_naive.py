@@ -7,9 +7,9 @@ exercise  the student writes                                               the l
 04.1      ``eps_shift_step(x_t, eps, delta_eps, alpha_t, alpha_prev)``     :func:`reference_eps_shift_step` (ε + Δε in
           → x_{t−1} = √ᾱ_{t−1}·P_t(ε + Δε) + D_t(ε + Δε)  (η = 0)          both terms of ``ddim.ddim_step``)
           ``shift_coefficients(alpha_t, alpha_prev)`` → (coef_p, coef_d)   :func:`reference_shift_coefficients` (the
-          the coefficients of Δε in the P_t term and in D_t                 coefficients of :func:`asyrp_lib.naive.interference`)
+          the coefficients of Δε in the P_t term and in D_t                 coefficients of :func:`asyrp_lib.core.naive.interference`)
 04.2      ``optimize_xT_loop(x_T_init, sample, loss_fn, iters, lr)``       :func:`reference_optimize_xT_loop` (the loop
-          → (x_T, losses): Adam on x_T through the sampler                  of :func:`asyrp_lib.naive.optimize_xT`)
+          → (x_T, losses): Adam on x_T through the sampler                  of :func:`asyrp_lib.core.naive.optimize_xT`)
 =======  ===============================================================  =============================================
 
 The change of x_{t−1} is (coef_p + coef_d)·Δε with coef_p = −√ᾱ_{t−1}·√(1 − ᾱ_t)/√ᾱ_t and coef_d = √(1 − ᾱ_{t−1}):
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import ddim, naive
+from ..core import ddim, naive
 from .checks import Part, Wrong, as_tensor, call, diagnose, exercise, gap, same
 
 __all__ = ["reference_eps_shift_step", "reference_shift_coefficients", "reference_optimize_xT_loop"]
@@ -32,13 +32,13 @@ _SCHEDULE = ddim.Schedule.linear()
 
 def reference_eps_shift_step(x_t, eps, delta_eps, alpha_t, alpha_prev):
     """x_{t−1} of one deterministic DDIM step (η = 0) with ε + Δε in both P_t and D_t: the naive ε-shift
-    (:func:`asyrp_lib.ddim.ddim_step` fed ε + Δε, as :func:`asyrp_lib.naive.apply_delta_eps` runs it)."""
+    (:func:`asyrp_lib.core.ddim.ddim_step` fed ε + Δε, as :func:`asyrp_lib.core.naive.apply_delta_eps` runs it)."""
     return ddim.ddim_step(x_t, eps + delta_eps, alpha_t, alpha_prev).x_prev
 
 
 def reference_shift_coefficients(alpha_t, alpha_prev):
     """(coef_p, coef_d): the change of the P_t term √ᾱ_{t−1}·P_t and of D_t per unit Δε in one DDIM step (η = 0),
-    as :func:`asyrp_lib.naive.interference` computes them (0-d float64 tensors)."""
+    as :func:`asyrp_lib.core.naive.interference` computes them (0-d float64 tensors)."""
     one = torch.ones(1, dtype=torch.float64)
     inter = naive.interference(0 * one, 0 * one, one, alpha_t, alpha_prev)
     return torch.tensor(inter.coef_p, dtype=torch.float64), torch.tensor(inter.coef_d, dtype=torch.float64)
@@ -141,16 +141,16 @@ def _check_shift_coefficients(fn, rng):
 exercise("04.1", "04_naive_edits", "the ε-shift in both terms of a DDIM step, and its coefficients", [
     Part("eps_shift_step", "asyrp_lib.course.ex04_naive:reference_eps_shift_step", _check_eps_shift_step,
          symbol="x_{t−1} with ε + Δε in P_t and D_t", label="ε-shift step (ddim.ddim_step fed ε + Δε)",
-         guards=("asyrp_lib.ddim:ddim_step",)),
+         guards=("asyrp_lib.core.ddim:ddim_step",)),
     Part("shift_coefficients", "asyrp_lib.course.ex04_naive:reference_shift_coefficients", _check_shift_coefficients,
          symbol="(coef_p, coef_d)", label="coefficients (as naive.interference)",
-         guards=("asyrp_lib.naive:interference", "asyrp_lib.naive:interference_coefficients")),
+         guards=("asyrp_lib.core.naive:interference", "asyrp_lib.core.naive:interference_coefficients")),
 ])
 
 
 # ------------------------------------------------------------------------------------------ 04.2
 def reference_optimize_xT_loop(x_T_init, sample, loss_fn, iters, lr):
-    """The loop of :func:`asyrp_lib.naive.optimize_xT`: Adam on a copy of x_T, ``iters`` times: the loss of the
+    """The loop of :func:`asyrp_lib.core.naive.optimize_xT`: Adam on a copy of x_T, ``iters`` times: the loss of the
     sampled images, gradients cleared, backward, one step. Returns (the optimised x_T, detached; the loss of each
     iteration, before its step)."""
     x_T = x_T_init.detach().clone().requires_grad_(True)
@@ -255,5 +255,5 @@ def _check_optimize_xT_loop(fn, rng):
 exercise("04.2", "04_naive_edits", "the x_T optimisation loop", [
     Part("optimize_xT_loop", "asyrp_lib.course.ex04_naive:reference_optimize_xT_loop", _check_optimize_xT_loop,
          symbol="the optimised x_T", label="x_T loop (as naive.optimize_xT)",
-         guards=("asyrp_lib.naive:optimize_xT",)),
+         guards=("asyrp_lib.core.naive:optimize_xT",)),
 ])

@@ -18,9 +18,9 @@ import functools
 
 import torch
 
-from .. import ddim
-from ..hspace import HSpaceUNet
-from ..process import DeltaH, ProcessStep, advance
+from ..core import ddim
+from ..core.hspace import HSpaceUNet
+from ..core.process import DeltaH, ProcessStep, advance
 from .checks import Part, Wrong, as_tensor, call, diagnose, exercise, gap, same
 
 __all__ = ["reference_asymmetric_step", "tiny_hspace"]
@@ -32,9 +32,9 @@ _SIZE = 8  # image side of the tiny U-Net (h: 16×4×4)
 def reference_asymmetric_step(hs, x_t, t, delta_h, alpha_t, alpha_prev):
     """x_{t−1} of one step of the editing phase (eq. 4–5, η = 0): √ᾱ_{t−1}·P_t(ε̃) + D_t(ε), with ε̃ the U-Net's ε
     from h_t + Δh_t and ε its plain ε, both from one encoder pass. The library's own step: the edit
-    :class:`asyrp_lib.process.DeltaH` then :func:`asyrp_lib.process.advance`, as ``editing.apply_delta_h`` runs it.
+    :class:`asyrp_lib.core.process.DeltaH` then :func:`asyrp_lib.core.process.advance`, as ``editing.apply_delta_h`` runs it.
 
-    ``hs``: an :class:`asyrp_lib.hspace.HSpaceUNet`; ``x_t``: (N, C, H, W); ``t``: the timestep (int);
+    ``hs``: an :class:`asyrp_lib.core.hspace.HSpaceUNet`; ``x_t``: (N, C, H, W); ``t``: the timestep (int);
     ``delta_h``: Δh_t, of h's shape (C_h, H_h, W_h) or (N, C_h, H_h, W_h); ``alpha_t``, ``alpha_prev``: ᾱ_t and
     ᾱ_{t−1}."""
     n = x_t.shape[0]
@@ -148,5 +148,5 @@ def _check(fn, rng):
 exercise("05.1", "05_h_space", "the asymmetric step (eq. 4–5)", [
     Part("asymmetric_step", "asyrp_lib.course.ex05_hspace:reference_asymmetric_step", _check_asymmetric_step,
          symbol="x_{t−1} = √ᾱ_{t−1}·P_t(ε̃) + D_t(ε)", label="asymmetric step (process.advance, as editing.apply_delta_h)",
-         guards=("asyrp_lib.ddim:ddim_step", "asyrp_lib.process:advance")),
+         guards=("asyrp_lib.core.ddim:ddim_step", "asyrp_lib.core.process:advance")),
 ])

@@ -3,7 +3,7 @@ r"""Checks of notebook 06 (training f_t): the network f_t, the loss L_t of one e
 =======  ==============================================================================  ===============================
 exercise  the student writes                                                              the library's version
 =======  ==============================================================================  ===============================
-06.1      ``class Ft(nn.Module)``: ``Ft(h_shape, hidden=None, time_dim=128)``,               :class:`asyrp_lib.delta_net.DeltaNet`
+06.1      ``class Ft(nn.Module)``: ``Ft(h_shape, hidden=None, time_dim=128)``,               :class:`asyrp_lib.core.delta_net.DeltaNet`
           ``f_t(h, t)`` → Δh_t of h's shape
 06.2      ``directional_loss(cos)`` → L_dir = mean −log((1 + cos(ΔI, ΔT)) / 2)               :func:`reference_directional_loss`
           ``loss_t(p_edit, p_source, x_0, similarity, lambda_clip, lambda_l1, w_text,        :func:`reference_loss_t`
@@ -17,10 +17,10 @@ training, and yet a gradient reaches the parameters; once the parameters are mov
 edited on its own, every position is treated by itself (1×1 convolutions: permuting the H×W positions of h_t
 permutes those of Δh_t; a 3×3 convolution mixes neighbours), and every parameter gets a gradient.
 
-The loss is the one :class:`asyrp_lib.loss.AsyrpLoss` computes in training (its ``terms``, with the defaults:
+The loss is the one :class:`asyrp_lib.core.loss.AsyrpLoss` computes in training (its ``terms``, with the defaults:
 the log form of L_dir, P_t^source of the unedited trajectory, the text weight w_text on the L1 term); the check
 feeds it the same tensors through a stand-in of the process step and of the CLIP loss. ``similarity(images_edit,
-images_source)`` is cos(ΔI, ΔT) per image: :meth:`asyrp_lib.clip.DirectionalCLIPLoss.similarity` in the
+images_source)`` is cos(ΔI, ΔT) per image: :meth:`asyrp_lib.core.clip_loss.DirectionalCLIPLoss.similarity` in the
 notebook, a small random linear "CLIP" in the check.
 """
 from __future__ import annotations
@@ -28,8 +28,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..delta_net import DeltaNet
-from ..loss import AsyrpLoss
+from ..core.delta_net import DeltaNet
+from ..core.loss import AsyrpLoss
 from .checks import NotWritten, Part, Wrong, as_tensor, call, diagnose, exercise, gap, running, same
 
 __all__ = ["reference_directional_loss", "reference_loss_t", "reference_optimizer_step"]
@@ -39,7 +39,7 @@ __all__ = ["reference_directional_loss", "reference_loss_t", "reference_optimize
 # The library's versions with the student's signatures
 # --------------------------------------------------------------------------------------------
 class _Step:
-    """What :meth:`AsyrpLoss.terms` reads from a :class:`asyrp_lib.process.ProcessStep`: the edited rows' P_t^edit
+    """What :meth:`AsyrpLoss.terms` reads from a :class:`asyrp_lib.core.process.ProcessStep`: the edited rows' P_t^edit
     and P_t^source of the unedited rows (the batch holds both)."""
 
     def __init__(self, p_edit: torch.Tensor, p_source: torch.Tensor):
@@ -49,7 +49,7 @@ class _Step:
 
 
 class _ClipLoss:
-    """What :meth:`AsyrpLoss.terms` reads from a :class:`asyrp_lib.clip.DirectionalCLIPLoss`."""
+    """What :meth:`AsyrpLoss.terms` reads from a :class:`asyrp_lib.core.clip_loss.DirectionalCLIPLoss`."""
 
     def __init__(self, similarity, x_0, w_text: float):
         self._similarity, self._x_0, self.text_cosine = similarity, x_0, float(w_text)
@@ -65,7 +65,7 @@ def _terms(p_edit, p_source, x_0, similarity, lambda_clip, lambda_l1, w_text, l1
 
 
 def reference_directional_loss(cos):
-    """L_dir = mean over the images of −log((1 + cos(ΔI, ΔT)) / 2), as :class:`asyrp_lib.loss.AsyrpLoss` trains
+    """L_dir = mean over the images of −log((1 + cos(ΔI, ΔT)) / 2), as :class:`asyrp_lib.core.loss.AsyrpLoss` trains
     it (``clip_form="log"``); ``cos``: (N,)."""
     cos = torch.as_tensor(cos)
     dummy = cos.new_zeros((cos.shape[0], 1, 1, 1))
@@ -74,12 +74,12 @@ def reference_directional_loss(cos):
 
 def reference_loss_t(p_edit, p_source, x_0, similarity, lambda_clip, lambda_l1, w_text, l1_spare=0.0):
     """L_t = λ_CLIP · L_dir + λ_L1 · w_text · mean |P_t^edit − P_t^source| (over the pixels left after sparing the
-    ``l1_spare`` share of each image's most-changed ones): :meth:`asyrp_lib.loss.AsyrpLoss.terms`' ``total``."""
+    ``l1_spare`` share of each image's most-changed ones): :meth:`asyrp_lib.core.loss.AsyrpLoss.terms`' ``total``."""
     return _terms(p_edit, p_source, x_0, similarity, lambda_clip, lambda_l1, w_text, l1_spare).total
 
 
 def reference_optimizer_step(loss, optimizer):
-    """One step of training (as :func:`asyrp_lib.loss.loss_step` takes it): zero the gradients, backward, step."""
+    """One step of training (as :func:`asyrp_lib.core.loss.loss_step` takes it): zero the gradients, backward, step."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -208,7 +208,7 @@ def _check_ft(cls, rng):
 
 
 exercise("06.1", "06_training_f_t", "the network f_t(h_t, t) → Δh_t", [
-    Part("Ft", "asyrp_lib.delta_net:DeltaNet", _check_ft, symbol="f_t", label="delta_net.DeltaNet",
+    Part("Ft", "asyrp_lib.core.delta_net:DeltaNet", _check_ft, symbol="f_t", label="delta_net.DeltaNet",
          passed="right: your f_t is 0 at the start, acts on each image and position by itself, depends on t and "
                 "passes gradients to every layer"),
 ])
@@ -358,7 +358,7 @@ exercise("06.2", "06_training_f_t", "the loss L_t of one edit step", [
     Part("directional_loss", "asyrp_lib.course.ex06_train:reference_directional_loss", _check_directional_loss,
          symbol="L_dir", label="AsyrpLoss's L_dir (loss.AsyrpLoss.terms)"),
     Part("loss_t", "asyrp_lib.course.ex06_train:reference_loss_t", _check_loss_t, symbol="L_t",
-         label="AsyrpLoss's L_t (loss.AsyrpLoss.terms)", guards=("asyrp_lib.loss:l1_distance",)),
+         label="AsyrpLoss's L_t (loss.AsyrpLoss.terms)", guards=("asyrp_lib.core.loss:l1_distance",)),
 ])
 
 
@@ -411,5 +411,5 @@ def _check_optimizer_step(fn, rng):
 exercise("06.3", "06_training_f_t", "one optimiser step", [
     Part("optimizer_step", "asyrp_lib.course.ex06_train:reference_optimizer_step", _check_optimizer_step,
          symbol="the optimiser step", label="optimiser step (as in loss.loss_step)",
-         guards=("asyrp_lib.loss:loss_step",)),
+         guards=("asyrp_lib.core.loss:loss_step",)),
 ])

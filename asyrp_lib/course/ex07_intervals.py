@@ -3,7 +3,7 @@ r"""Checks of notebook 07 (the intervals): the phase of each step of the generat
 =======  =====================================================  ==========================================
 exercise  the student writes                                     the library's version
 =======  =====================================================  ==========================================
-07.1      ``phase_of(t, t_edit, t_boost)`` → "edit", "plain"      :func:`asyrp_lib.process.phase_of`
+07.1      ``phase_of(t, t_edit, t_boost)`` → "edit", "plain"      :func:`asyrp_lib.core.process.phase_of`
           or "boost"
           ``eta_of(phase, eta_boost=1.0)`` → η of the phase        :func:`reference_eta_of`
 =======  =====================================================  ==========================================
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import process
+from ..core import process
 from .checks import Part, Wrong, call, exercise
 
 __all__ = ["reference_eta_of"]
@@ -28,7 +28,7 @@ PHASES = process.PHASES  # ("edit", "plain", "boost")
 
 def reference_eta_of(phase: str, eta_boost: float = 1.0) -> float:
     """η of a step in ``phase``: 0 for "edit" and "plain" (deterministic DDIM), ``eta_boost`` for "boost" (as
-    :func:`asyrp_lib.process.reverse_process` sets it)."""
+    :func:`asyrp_lib.core.process.reverse_process` sets it)."""
     if phase not in PHASES:
         raise ValueError(f"phase: expected one of {', '.join(PHASES)}, got {phase!r}")
     return float(eta_boost) if phase == "boost" else 0.0
@@ -114,7 +114,7 @@ def _check_eta_of(fn, rng):
 
 
 exercise("07.1", "07_intervals", "the phases of the generative process (eq. 6) and their η", [
-    Part("phase_of", "asyrp_lib.process:phase_of", _check_phase_of, symbol="the phase",
+    Part("phase_of", "asyrp_lib.core.process:phase_of", _check_phase_of, symbol="the phase",
          label="process.phase_of"),
     Part("eta_of", "asyrp_lib.course.ex07_intervals:reference_eta_of", _check_eta_of, symbol="η",
          label="η of each phase (as in process.reverse_process)"),

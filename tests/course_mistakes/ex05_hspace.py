@@ -45,7 +45,7 @@ def asymmetric_step(hs, x_t, t, delta_h, alpha_t, alpha_prev):
     # the library's one-line step: not written from the equation
     ("05.1", "asymmetric_step", '''
 def asymmetric_step(hs, x_t, t, delta_h, alpha_t, alpha_prev):
-    from asyrp_lib import ddim
+    from asyrp_lib.core import ddim
     eps_edit, eps = hs.eps(x_t, t, delta_h)
     return ddim.ddim_step(x_t, eps_edit, alpha_t, alpha_prev, eps_direction=eps).x_prev
 ''', "calls the library's ddim.ddim_step"),

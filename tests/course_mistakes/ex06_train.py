@@ -15,7 +15,7 @@ class Ft(nn.Module):
         ZERO_INIT
 
     def forward(self, h, t):
-        from asyrp_lib.delta_net import timestep_embedding
+        from asyrp_lib.core.delta_net import timestep_embedding
 
         TIMES
         emb = self.time_proj(timestep_embedding(t, self.time_dim))

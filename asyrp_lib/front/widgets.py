@@ -1,8 +1,5 @@
-r"""The playground of notebook 08: every knob of the generative process (eq. 6) on a widget.
-
-    x_{t-1} = sqrt(ᾱ_{t-1}) P_t(ε(x_t | h_t + Δh_t)) + D_t(ε(x_t))     t ≥ t_edit           (edit, eq. 4/5)
-    Δh_t    = Σ_i c_i f_t^i(h_t)                                     one strength c_i per direction
-    η = 1 below t_boost (quality boosting), η = 0 elsewhere
+r"""The playground of notebook 08: every knob of the generative process (eq. 6, :mod:`asyrp_lib.core.process`)
+on a widget, with Δh_t = Σ_i c_i f_t^i(h_t), one strength c_i per direction.
 
 ==========================  ==================  ============================================================
 control                     symbol              what it changes
@@ -17,9 +14,9 @@ quality boosting            η_boost             1 (on) or 0 (off) below t_boost
 ==========================  ==================  ============================================================
 
 No maths lives here: :class:`Playground` keeps the state and calls the library
-(:class:`asyrp_lib.pipeline.AsyrpEditor` for the asymmetric process, :func:`asyrp_lib.process.run_process`
+(:class:`asyrp_lib.core.pipeline.AsyrpEditor` for the asymmetric process, :func:`asyrp_lib.core.process.run_process`
 with ``asymmetric=False`` for the symmetric one, :func:`asyrp_lib.images.load_image` for files,
-:class:`asyrp_lib.toyworld.Oracle` for the toy world's readings). It can be driven from Python without a
+:class:`asyrp_lib.toy.toyworld.Oracle` for the toy world's readings). It can be driven from Python without a
 browser (``set_strength``, ``update``…). :class:`PlaygroundUI` (an ``ipywidgets.VBox``) wires widgets to
 it, and :func:`playground` builds both. What a slider move costs: the inversion of the source is cached
 by the editor, the reconstruction (which no strength or t_edit changes) by the playground, so a change of a
@@ -41,8 +38,9 @@ from typing import Callable
 
 import torch
 
-from ._utils import check_images
-from .cache import image_hash
+from .._utils import check_images
+from ..core.cache import image_hash
+from ..core.delta_net import shipped_directions
 
 try:  # the logic works without ipywidgets; only PlaygroundUI needs it
     import ipywidgets as _w
@@ -66,17 +64,6 @@ SOURCE_KINDS = ("toy face", "model sample", "file", "image")
 # --------------------------------------------------------------------------------------------
 # Directions and uploads
 # --------------------------------------------------------------------------------------------
-def shipped_directions() -> dict[str, Path]:
-    """The shipped directions, name → folder (``data/directions/<name>/`` holding a checkpoint), by name."""
-    from .cli import directions_dir
-    from .delta_net import META_NAME
-
-    root = directions_dir()
-    if not root.is_dir():
-        return {}
-    return {d.name: d for d in sorted(root.iterdir()) if (d / META_NAME).is_file()}
-
-
 def _resolve_direction(spec: str) -> Path:
     """A shipped name or a folder → the folder; a clear ``ValueError`` otherwise."""
     spec = str(spec).strip()
@@ -164,12 +151,12 @@ class PlaygroundResult:
 class Playground:
     """The playground's state and its update, drivable from Python without a browser.
 
-    ``profile``: a loaded :class:`~asyrp_lib.profiles.Profile` or a profile name (default: ``ASYRP_PROFILE``,
-    as :func:`~asyrp_lib.profiles.load_profile`); ``n_steps``: DDIM steps (default the profile's);
+    ``profile``: a loaded :class:`~asyrp_lib.models.profiles.Profile` or a profile name (default: ``ASYRP_PROFILE``,
+    as :func:`~asyrp_lib.models.profiles.load_profile`); ``n_steps``: DDIM steps (default the profile's);
     ``seed``: the first source (a toy face in the toy profile, a model sample otherwise); ``noise_seed``: the
     boosting noise (the reconstruction gets the same); ``t_edit``/``t_boost``: start values (default: the first
     direction's checkpoint, else :data:`FALLBACK_INTERVALS`); ``oracle``: ``"auto"`` (the toy world's oracle in
-    the toy profile, none elsewhere), ``None`` or an :class:`~asyrp_lib.toyworld.Oracle`.
+    the toy profile, none elsewhere), ``None`` or an :class:`~asyrp_lib.toy.toyworld.Oracle`.
 
     Setters (``use_seed``, ``use_file``, ``use_upload``, ``add_direction``, ``set_strength`` …) change the state
     and return ``True``, or ``False`` with the reason in :attr:`error`; :meth:`update` then runs what the change
@@ -179,8 +166,8 @@ class Playground:
     def __init__(self, profile=None, *, n_steps: int | None = None, seed: int = 0, noise_seed: int = 0,
                  t_edit: int | None = None, t_boost: int | None = None, oracle="auto", device=None,
                  source_kind: str | None = None):
-        from .pipeline import AsyrpEditor
-        from .profiles import load_profile
+        from ..core.pipeline import AsyrpEditor
+        from ..models.profiles import load_profile
 
         if profile is None or isinstance(profile, str):
             profile = load_profile(profile, device=device)
@@ -219,7 +206,7 @@ class Playground:
 
     def _load_oracle(self):
         try:
-            from .toyworld import Oracle
+            from ..toy.toyworld import Oracle
 
             return Oracle.load(device=self.profile.device)
         except Exception as exc:  # readings are a help, not a requirement
@@ -244,28 +231,32 @@ class Playground:
         above = [s for s in self.timesteps if s >= t]
         return min(above) if above else max(self.timesteps)
 
-    def _from_directions(self, key: str):
-        return next((s.metadata[key] for s in self.slots if s.metadata.get(key) is not None), None)
+    def _intervals(self, given=(None, None)) -> tuple:
+        """t_edit / t_boost by the editor's rule (:func:`asyrp_lib.core.pipeline.intervals_from`): ``given``, else
+        the first direction checkpoint's; ``None`` where none says."""
+        from ..core.pipeline import intervals_from
+
+        return intervals_from(*given, [(s.name, s.metadata) for s in self.slots], warn=False)
 
     @property
     def t_edit(self) -> int:
         """The user's t_edit, else the first direction's (checkpoint metadata), else the fallback; on the grid."""
-        t = self._t_edit if self._t_edit is not None else self._from_directions("t_edit")
+        t = self._intervals((self._t_edit, None))[0]
         return self.snap(t if t is not None else FALLBACK_INTERVALS[0] * self.T)
 
     @property
     def t_boost(self) -> int:
-        t = self._t_boost if self._t_boost is not None else self._from_directions("t_boost")
+        t = self._intervals((None, self._t_boost))[1]
         return self.snap(t if t is not None else FALLBACK_INTERVALS[1] * self.T)
 
     def intervals_origin(self) -> str:
         """Where t_edit / t_boost come from: ``"set"``, ``"direction"`` or ``"fallback"``."""
         if self._t_edit is not None or self._t_boost is not None:
             return "set"
-        return "direction" if self._from_directions("t_edit") is not None else "fallback"
+        return "direction" if self._intervals()[0] is not None else "fallback"
 
     def _set_t(self, attr: str, value) -> bool:
-        from ._utils import check_timestep
+        from .._utils import check_timestep
 
         try:
             setattr(self, attr, None if value is None else check_timestep(value, attr[1:], self.T))
@@ -361,14 +352,14 @@ class Playground:
     def use_file(self, path) -> bool:
         """The source: an image file of any size and mode (converted and centre-cropped by
         :func:`asyrp_lib.images.load_image`; its notes are kept in :attr:`notes`)."""
-        from .images import load_image
+        from ..images import load_image
 
         return self._take(lambda: load_image(path, self.editor.image_size), Path(path).name)
 
     def use_upload(self, value) -> bool:
         """The source: the (first) file of an ipywidgets ``FileUpload.value`` (either version's shape), read by
         :func:`asyrp_lib.images.load_upload` (any size and mode, with notes, as :meth:`use_file`)."""
-        from .images import load_upload
+        from ..images import load_upload
 
         try:
             files = upload_files(value)
@@ -389,8 +380,8 @@ class Playground:
 
     def add_direction(self, direction, strength: float = 1.0, name: str | None = None) -> bool:
         """Add a direction at ``strength``: a shipped name, a folder (notebook 06, ``asyrp train``), a
-        :class:`~asyrp_lib.delta_net.DeltaNet`, a constant Δh tensor or a callable ``(h, t) -> Δh``."""
-        from .delta_net import DeltaNet
+        :class:`~asyrp_lib.core.delta_net.DeltaNet`, a constant Δh tensor or a callable ``(h, t) -> Δh``."""
+        from ..core.delta_net import DeltaNet
 
         try:
             if isinstance(direction, (str, os.PathLike)):
@@ -421,7 +412,7 @@ class Playground:
 
     def set_strength(self, name: str, value: float) -> bool:
         """The strength c of direction ``name`` (negative pushes the other way; 0 switches it off)."""
-        from .pipeline import check_strength
+        from ..core.pipeline import check_strength
 
         try:
             slot = next((s for s in self.slots if s.name == name), None)
@@ -447,7 +438,7 @@ class Playground:
         """Source, reconstruction and edit for the current state. Runs only what a change needs: the inversion
         once per image (the editor's cache), the reconstruction once per image and boosting setting, the edit
         at every call (skipped, and equal to the reconstruction, when every strength is 0)."""
-        from .process import DeltaH, check_intervals, run_process
+        from ..core.process import DeltaH, check_intervals, run_process
 
         start = time.perf_counter()
         ed = self.editor
@@ -513,7 +504,7 @@ def describe_reading(reading: dict | None) -> str:
     """The oracle's reading of one image in a few words (smile value and label, eyes, glasses, hair, face)."""
     if not reading:
         return ""
-    from .toyattributes import smile_label
+    from ..toy.toyattributes import smile_label
 
     hair = "no hair" if reading.get("hair") == "none" else f"{reading.get('hair')} {reading.get('hair_color')} hair"
     return (f"smile {reading['smile']:+.2f} ({smile_label(reading['smile'])}), eyes {reading.get('eyes')}, "

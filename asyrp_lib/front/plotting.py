@@ -9,17 +9,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..images import to_pil, to_uint8  # noqa: F401  (re-exported)
+
 __all__ = ["to_uint8", "to_pil", "image_grid", "save_grid", "show_images", "show_rows", "show_edit", "edit_figure", "EditFigure"]
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(N, 3, H, W) in [-1, 1] → (N, H, W, 3) uint8 (values outside [-1, 1] are clipped)."""
-    x = images.detach().float().cpu().clamp(-1, 1)
-    return ((x + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
-def to_pil(images: torch.Tensor) -> list[Image.Image]:
-    return [Image.fromarray(a) for a in to_uint8(images)]
 
 
 def image_grid(images: torch.Tensor, ncol: int | None = None, pad: int = 2, scale: int = 1) -> Image.Image:
@@ -155,7 +147,7 @@ def edit_figure(source: torch.Tensor, edited: torch.Tensor, *, attribute: str, t
     """:func:`show_edit` of toy faces with the oracle's reading of ``attribute`` under each source and edit (a ✓
     where the edit reads ``target_value``, the other attributes that changed after a ≠), and the measured numbers
     (success, others kept, LPIPS) in the title and in :attr:`EditFigure.sentence`."""
-    from .evaluate import edit_metrics
+    from ..toy.evaluate import edit_metrics
 
     m = edit_metrics(source, edited, attribute=attribute, target_value=target_value, oracle=oracle, lpips=lpips,
                      per_image=True)

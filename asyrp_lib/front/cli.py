@@ -87,7 +87,7 @@ def _factor(value: str) -> float:
 
 def _share(value: str) -> float:
     """A number in [0, 1), checked as the library checks it (``check_share``)."""
-    from ._utils import check_share
+    from .._utils import check_share
 
     try:
         return check_share(float(value), "share")
@@ -164,7 +164,7 @@ def _add_train(sub) -> None:
 def _add_retry(p) -> None:
     p.add_argument("--retry", type=_factor, nargs="?", const=1.5, default=None, metavar="FACTOR",
                    help="check each edit with CLIP and edit the images it barely moved once more at FACTOR × the "
-                        "strength (default 1.5; asyrp_lib.retry; needs at least 8 images)")
+                        "strength (default 1.5; asyrp_lib.beyond.retry; needs at least 8 images)")
     p.add_argument("--keep", action="store_true",
                    help="with the CLIP check (implies --retry): also read the profile's other attributes with CLIP "
                         "(its keep prompts) and edit an image whose reading changed again, weaker; up to 3 edits "
@@ -211,7 +211,7 @@ def _add_edit(sub) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=None,
                    help="images loaded, edited and written together; a folder goes through in chunks of this size, "
                         "so it never sits on the device whole (default: 4 images of 256×256, more of smaller ones, "
-                        "asyrp_lib.pipeline.default_batch_size); lower it if the GPU runs out of memory")
+                        "asyrp_lib.core.pipeline.default_batch_size); lower it if the GPU runs out of memory")
     _add_retry(p)
     p.set_defaults(func=_cmd_edit)
 
@@ -276,7 +276,7 @@ def _log(msg: str) -> None:
 
 
 def _check_prompts(source, target) -> None:
-    from ._utils import check_prompt_pair
+    from .._utils import check_prompt_pair
 
     check_prompt_pair(source, target, names=("--source", "--target"))
 
@@ -304,7 +304,7 @@ def _check_against_model(args, prof) -> None:
 
 def _image_files(path, flag: str) -> list[Path]:
     """The image files of ``path`` (a file, or the images directly inside a folder), errors naming ``flag``."""
-    from .images import image_files
+    from ..images import image_files
 
     try:
         return image_files(path)
@@ -314,7 +314,7 @@ def _image_files(path, flag: str) -> list[Path]:
 
 def _readable(files: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
     """(the files that can be read as images, [(file, why not)] for the others), each read once in full."""
-    from .images import load_image
+    from ..images import load_image
 
     ok, bad = [], []
     for f in files:
@@ -348,9 +348,9 @@ def _check_output_folder(args, what: str) -> None:
 
 
 def _cmd_train(args) -> int:
-    from .delta_net import WEIGHTS_NAME
-    from .profiles import PAPER_RECIPE, load_profile
-    from .train import STATE_NAME, TrainConfig, train_direction
+    from ..core.delta_net import WEIGHTS_NAME
+    from ..models.profiles import PAPER_RECIPE, load_profile
+    from ..core.train import STATE_NAME, TrainConfig, train_direction
 
     _check_output_folder(args, "the direction's checkpoints")
     out = Path(args.output).expanduser()
@@ -404,15 +404,16 @@ def _cmd_train(args) -> int:
 
 
 def directions_dir() -> Path:
-    """Where shipped directions live: ``data/directions/<name>/``."""
-    from ._utils import data_dir
+    """Where the shipped directions live (:func:`asyrp_lib.core.delta_net.directions_dir`; torch is imported only
+    when a command needs it)."""
+    from ..core.delta_net import directions_dir as where
 
-    return data_dir() / "directions"
+    return where()
 
 
 def parse_direction(spec: str) -> tuple[Path, float]:
     """``DIR_OR_NAME[:STRENGTH]`` → (checkpoint folder, strength); names resolve to ``data/directions/<name>``."""
-    from .delta_net import META_NAME
+    from ..core.delta_net import shipped_directions
 
     path, strength = spec, 1.0
     head, sep, tail = spec.rpartition(":")
@@ -423,7 +424,7 @@ def parse_direction(spec: str) -> tuple[Path, float]:
         except ValueError:
             pass  # a ':' that is part of the path
     if sep and path == head:
-        from .pipeline import MAX_STRENGTH
+        from ..core.pipeline import MAX_STRENGTH
 
         if not -MAX_STRENGTH <= strength <= MAX_STRENGTH:
             raise ValueError(f"--direction: the strength in {spec!r} must lie in [{-MAX_STRENGTH:g}, "
@@ -431,21 +432,19 @@ def parse_direction(spec: str) -> tuple[Path, float]:
     p = Path(path).expanduser()
     if p.is_dir():
         return p, strength
-    shipped = directions_dir() / path
-    if "/" not in path and "\\" not in path and (shipped / META_NAME).is_file():
-        return shipped, strength
-    names = sorted(d.name for d in directions_dir().glob("*") if (d / META_NAME).is_file()) \
-        if directions_dir().is_dir() else []
-    avail = ", ".join(names) if names else "none shipped yet"
+    shipped = shipped_directions()
+    if "/" not in path and "\\" not in path and path in shipped:
+        return shipped[path], strength
+    avail = ", ".join(shipped) if shipped else "none shipped yet"
     raise ValueError(f"--direction: {path!r} is neither a direction folder nor the name of a shipped direction "
                      f"(available: {avail}); train one with asyrp train --output DIR")
 
 
 def _editor_for(args, dirs):
     """The profile, an ``AsyrpEditor`` and the image size / DDIM steps the first direction was trained with."""
-    from .delta_net import DeltaNet
-    from .pipeline import AsyrpEditor
-    from .profiles import load_profile
+    from ..core.delta_net import DeltaNet
+    from ..core.pipeline import AsyrpEditor
+    from ..models.profiles import load_profile
 
     metas = [DeltaNet.read_metadata(p) for p, _ in dirs]
     if hasattr(args, "t_edit"):
@@ -465,8 +464,8 @@ def _cmd_edit(args) -> int:
     (the same chunks, one boosting-noise generator)."""
     import torch
 
-    from ._utils import progress_bar
-    from .images import load_image, save_images
+    from .._utils import progress_bar
+    from ..images import load_image, save_images
 
     dirs = [parse_direction(s) for s in args.direction]
     if args.compare is not None and Path(args.compare).suffix.lower() != ".png":
@@ -495,7 +494,7 @@ def _cmd_edit(args) -> int:
     grid = ([], [], [])  # inputs, reconstructions, edits of the first n_grid images (on the CPU)
     keep = _keep_option(args, editor.profile)
     if args.retry is not None:
-        from .retry import MIN_BATCH, edit_checked
+        from ..beyond.retry import MIN_BATCH, edit_checked
 
         if len(chunks[0]) < MIN_BATCH:
             raise ValueError(f"{_check_flag(args)}: the CLIP check compares each image with the median of its chunk, which needs at "
@@ -550,10 +549,10 @@ def _cmd_edit(args) -> int:
 
 
 def _cmd_intervals(args) -> int:
-    from .images import load_images
-    from .profiles import load_profile
-    from .intervals import find_intervals
-    from .train import sample_training_images
+    from ..images import load_images
+    from ..models.profiles import load_profile
+    from ..core.intervals import find_intervals
+    from ..core.train import sample_training_images
 
     _check_prompts(args.source, args.target)
     if args.images is not None:
@@ -578,23 +577,18 @@ def _cmd_intervals(args) -> int:
     return 0
 
 
-def _shipped_directions() -> list[str]:
-    from .delta_net import META_NAME
-
-    d = directions_dir()
-    return sorted(x.name for x in d.glob("*") if (x / META_NAME).is_file()) if d.is_dir() else []
-
-
 def _cmd_demo(args) -> int:
     import torch
 
-    from . import toyworld
+    from ..toy import toyworld
     from .plotting import save_grid
 
     out = Path(args.output)
     if out.suffix.lower() != ".png":
         raise ValueError(f"--output: expected a .png file name, got {args.output!r}")
-    specs = args.direction or _shipped_directions()
+    from ..core.delta_net import shipped_directions
+
+    specs = args.direction or list(shipped_directions())
     if not specs:
         raise ValueError(f"no directions to show: {directions_dir()} holds no shipped direction; give one with "
                          f"--direction DIR (train it with asyrp train --output DIR)")
@@ -617,7 +611,7 @@ def _cmd_demo(args) -> int:
 
 def _target_of(args, meta: dict) -> tuple[str, str]:
     """(attribute, value) to evaluate: the arguments, else those recorded in the direction's checkpoint."""
-    from . import toyworld
+    from ..toy import toyworld
 
     attribute = args.attribute or meta.get("attribute")
     value = args.value or meta.get("value")
@@ -637,9 +631,9 @@ def _cmd_evaluate(args) -> int:
 
     import torch
 
-    from . import evaluate, toyworld
-    from .clip import DirectionalCLIPLoss
-    from .delta_net import DeltaNet
+    from ..toy import evaluate, toyworld
+    from ..core.clip_loss import DirectionalCLIPLoss
+    from ..core.delta_net import DeltaNet
 
     if args.output is not None and Path(args.output).suffix.lower() != ".json":
         raise ValueError(f"--output: expected a .json file name, got {args.output!r}")
@@ -656,7 +650,7 @@ def _cmd_evaluate(args) -> int:
         _log(f"note: the {prof.name!r} profile edits toy faces with random weights (for tests); the numbers mean little")
     keep = _keep_option(args, editor.profile)
     if args.retry is not None:
-        from .retry import MIN_BATCH
+        from ..beyond.retry import MIN_BATCH
 
         if args.n < MIN_BATCH:
             raise ValueError(f"{_check_flag(args)}: the CLIP check compares each face with the median of the batch, which needs "
@@ -669,7 +663,7 @@ def _cmd_evaluate(args) -> int:
         res = editor.edit(src.images, [(str(path), strength)], generator=torch.Generator().manual_seed(0),
                           reconstruct=False)
     else:
-        from .retry import edit_checked
+        from ..beyond.retry import edit_checked
 
         checked = edit_checked(editor, src.images, [(str(path), strength)], factor=args.retry,
                                generator=torch.Generator().manual_seed(0), reconstruct=False, **keep)
@@ -703,9 +697,9 @@ def _cmd_evaluate(args) -> int:
 def _cmd_sample(args) -> int:
     import torch
 
-    from . import ddim
+    from ..core import ddim
     from .plotting import save_grid
-    from .profiles import load_profile
+    from ..models.profiles import load_profile
 
     out = Path(args.output)
     if out.suffix.lower() != ".png":
@@ -729,7 +723,7 @@ def _cmd_sample(args) -> int:
 
 
 def _add_grade(sub) -> None:
-    from .course import grading
+    from ..course import grading
 
     p = sub.add_parser("grade", help="grade a folder of submitted course notebooks: a table student × exercise",
                        description=grading.DESCRIPTION, epilog=grading.EPILOG,
@@ -739,7 +733,7 @@ def _add_grade(sub) -> None:
 
 
 def _cmd_grade(args) -> int:
-    from .course import grading
+    from ..course import grading
 
     return grading.run(args)
 
@@ -809,7 +803,7 @@ def main(argv=None) -> int:
         print(f"asyrp {args.command}: error: {_flag_message(message, args)}", file=sys.stderr)
         return 2
     except RuntimeError as exc:
-        from .train import TrainingDiverged
+        from ..core.train import TrainingDiverged
 
         if not isinstance(exc, TrainingDiverged):
             raise

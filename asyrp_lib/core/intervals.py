@@ -11,7 +11,7 @@ implementation, and this library, threshold LPIPS(x_0, P_t) = LPIPS(x_0, P_T) �
 
 with x_t drawn from the forward process q(x_t | x_0),  x_t = sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) ε,  ε ~ N(0, I)
 (one ε per image, shared by all t, so the curves are smooth in t), and P_t = (x_t - sqrt(1 - ᾱ_t) ε_θ(x_t, t)) / sqrt(ᾱ_t)
-the model's predicted x_0 (:func:`asyrp_lib.ddim.predicted_x0`). As in the reference implementation the images
+the model's predicted x_0 (:func:`asyrp_lib.core.ddim.predicted_x0`). As in the reference implementation the images
 go to LPIPS unclamped.
 
 The editing interval is [t_edit, T], where LPIPS(x_0, P_{t_edit}) = 0.33 (:func:`select_t_edit`); quality
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from . import ddim
-from ._utils import check_images, progress_bar
+from .._utils import check_images, progress_bar
 from .cache import cache_dir as _cache_root, image_hash, model_key
 
 __all__ = ["IntervalCurve", "lpips_x_pt", "lpips_x_xt", "select_t_edit", "select_t_boost", "edit_threshold",
@@ -96,7 +96,7 @@ def _module_device(module, default) -> torch.device:
 def _curve(x0, schedule, lpips, timesteps, seed, progress, label, unet=None) -> IntervalCurve:
     check_images(x0, "x0", channels=3)
     if not isinstance(schedule, ddim.Schedule):
-        raise ValueError(f"schedule must be an asyrp_lib.ddim.Schedule, got {type(schedule).__name__}")
+        raise ValueError(f"schedule must be an asyrp_lib.core.ddim.Schedule, got {type(schedule).__name__}")
     ts = _timesteps(timesteps, schedule)
     lpips_device = _module_device(lpips, "cpu")
     device = _module_device(unet, lpips_device) if unet is not None else lpips_device
@@ -124,8 +124,8 @@ def lpips_x_pt(unet, x0: torch.Tensor, schedule: ddim.Schedule, lpips, timesteps
                progress: bool = True) -> IntervalCurve:
     """LPIPS(x_0, P_t) for each timestep and image (the curve that selects t_edit).
 
-    ``unet``: a ``diffusers.UNet2DModel`` (or anything :func:`asyrp_lib.ddim.model_eps` accepts);
-    ``x0``: images ``(N, 3, H, W)`` in [-1, 1]; ``lpips``: from :func:`asyrp_lib.perceptual.load_lpips`;
+    ``unet``: a ``diffusers.UNet2DModel`` (or anything :func:`asyrp_lib.core.ddim.model_eps` accepts);
+    ``x0``: images ``(N, 3, H, W)`` in [-1, 1]; ``lpips``: from :func:`asyrp_lib.models.perceptual.load_lpips`;
     ``timesteps``: a sequence of ints, or a number of evenly spaced points (default 50: 0, 20, …, 980);
     ``seed``: for the forward-process noise ε. One U-Net call per timestep, batched over the images.
     """
@@ -283,7 +283,7 @@ def find_intervals(profile, images: torch.Tensor, source: str | None = None, tar
         raise ValueError("source, target: give both prompts or neither")
     cosine = None
     if source is not None and scale_by_text:
-        from .clip import DirectionalCLIPLoss
+        from .clip_loss import DirectionalCLIPLoss
 
         cosine = DirectionalCLIPLoss(profile.clip, source, target).text_cosine
     threshold = edit_threshold(cosine, edit_base) if cosine is not None else edit_base
@@ -318,7 +318,7 @@ def _with_t_edit(found: Intervals, t_edit: int | None) -> Intervals:
     if t_edit is not None:
         found.t_edit = int(t_edit)
     if found.t_boost > found.t_edit:
-        print(f"[asyrp_lib.intervals] t_boost ({found.t_boost}) is above t_edit ({found.t_edit}); using t_boost = "
+        print(f"[asyrp_lib.core.intervals] t_boost ({found.t_boost}) is above t_edit ({found.t_edit}); using t_boost = "
               f"t_edit", file=sys.stderr)
         found.t_boost = found.t_edit
     return found

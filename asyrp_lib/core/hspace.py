@@ -9,7 +9,7 @@ every skip connection stays as it was (course eq. 5). ``HSpaceUNet`` exposes the
 
 - ``encode(x_t, t)`` → ``Encoded`` with ``.h`` (N, C_h, H_h, W_h) and what ``decode`` needs;
 - ``decode(encoded, h=None)`` → ε; ``h`` may hold k·N rows (k versions of h for the same inputs); a model
-  trained to predict v (:mod:`asyrp_lib.unets`) has its output turned into ε here, as its forward does;
+  trained to predict v (:mod:`asyrp_lib.models.unets`) has its output turned into ε here, as its forward does;
 - ``eps(x_t, t, delta_h=None)`` → ε, or the pair ``(eps_edited, eps)`` from ONE encoder pass and ONE
   decoder pass over the batch ``[h + Δh ; h]`` (Δh a tensor, or a function of h such as f_t; optionally
   only the first rows edited, as when a reconstruction runs in the same batch).
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ._utils import add_shift, check_compile, check_flag, check_precision
+from .._utils import add_shift, check_compile, check_flag, check_precision
 
 __all__ = ["Encoded", "HSpaceUNet", "h_shape"]
 
@@ -153,7 +153,7 @@ class HSpaceUNet(nn.Module):
         sample = sample.to(h.dtype)
         if u.config.time_embedding_type == "fourier":
             sample = sample / tt.reshape(-1, 1, 1, 1)
-        if hasattr(u, "output_to_eps"):  # a model trained to predict v (asyrp_lib.unets): return ε
+        if hasattr(u, "output_to_eps"):  # a model trained to predict v (asyrp_lib.models.unets): return ε
             if encoded.x_t is None:
                 raise ValueError("encoded: this model predicts v, so decode needs encoded.x_t (use encode())")
             sample = u.output_to_eps(sample, pick(encoded.x_t), tt)

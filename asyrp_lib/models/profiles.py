@@ -26,45 +26,21 @@ from typing import Callable
 
 import torch
 
-from ._utils import data_dir, resolve_device
+from .._utils import data_dir, resolve_device
 from .hub import HubUnavailableError, from_pretrained_fast
-from .ddim import Schedule
-from .hspace import HSpaceUNet, h_shape
+from ..core.ddim import Schedule
+from ..core.hspace import HSpaceUNet, h_shape
+from ..core.train import PAPER_RECIPE, Recipe  # noqa: F401  (re-exported: the paper's recipe is the core's)
 
 __all__ = ["Profile", "ProfileSpec", "Recipe", "PAPER_RECIPE", "PROFILES", "load_profile", "load_clip", "default_profile_name", "resolve_device",
            "HubUnavailableError", "CONFIG_DIR", "data_dir"]
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
 # --------------------------------------------------------------------------------------------
 # Training recipes
 # --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Recipe:
-    """How f_t is trained unless told otherwise: ``asyrp train``, ``TrainConfig`` and the notebooks take these
-    from the profile's ``recipe``; ``PAPER_RECIPE`` (``asyrp train --recipe paper``) is the paper's."""
-
-    name: str
-    lr: float  # Adam's learning rate
-    lambda_l1: float  # λ_L1: the weight of |P_t^edit − P_t^source|
-    t_edit: int | None  # edit for t ≥ t_edit; None: where LPIPS(x, P_t) reaches the profile's threshold
-    l1_spare: float = 0.0  # share of each image's most-changed pixels the L1 term leaves out (asyrp_lib.loss)
-    l1_target: str = "unedited"  # P_t^source: P_t of the unedited trajectory (the paper's) or "current"
-    note: str = ""  # where it comes from
-
-    def describe(self) -> str:
-        t = f"t_edit {self.t_edit}" if self.t_edit is not None else "t_edit from the LPIPS rule"
-        spare = f", L1 spare {self.l1_spare:g}" if self.l1_spare else ""
-        return f"{self.name} recipe: Adam lr {self.lr:g}, λ_L1 {self.lambda_l1:g}{spare}, {t}"
-
-
-#: The paper's settings (λ_CLIP 1, λ_L1 3, the editing interval from LPIPS(x, P_t) = 0.33 × the prompts' cosine), with
-#: Adam at 0.1 (the reference implementation trains f_t with SGD at 0.5). On the toy world, f_t trained at lr 0.1
-#: overshoots to large Δh that change the other attributes (docs/model_card_log.md, *f_t at small learning rates*).
-PAPER_RECIPE = Recipe("paper", lr=0.1, lambda_l1=3.0, t_edit=None,
-                      note="the paper's λ_L1 and LPIPS rule for t_edit; Adam at 0.1")
-
 #: The toy world's recipe: of the settings tried on 16 sampled faces for 1 epoch, measured on 32 held-out faces
 #: lacking the target (docs/toy_recipe.md), the one whose worst result over "face with glasses" and
 #: "smiling face" is best: glasses 0.72 success / 0.94 others kept, smiling 0.91 / 0.72. A higher learning rate or a
@@ -96,7 +72,7 @@ class ProfileSpec:
     description: str = ""
 
 
-# The attributes whose CLIP reading a checked edit keeps (``asyrp_lib.retry``, ``keep=``): one group of prompts
+# The attributes whose CLIP reading a checked edit keeps (``asyrp_lib.beyond.retry``, ``keep=``): one group of prompts
 # per attribute, read zero-shot (the prompt nearest the image). The toy groups are the toy CLIP's zero-shot
 # prompts (data/MODEL_CARD.md: 1.00 accuracy on renders); "a bald face" sits in the hair-colour group too, so a
 # bald head reads as bald there instead of as a random colour. The CelebA-HQ groups are plain CLIP prompts for
@@ -187,7 +163,7 @@ class Profile:
     model_id: str  # where the U-Net came from
     edit_lpips: float = 0.33  # LPIPS(x, P_t) threshold that selects t_edit
     boost_lpips: float = 1.2  # LPIPS(x, x_t) threshold that selects t_boost
-    invert_refine: int = 0  # fixed-point iterations of each inversion step (asyrp_lib.ddim.invert)
+    invert_refine: int = 0  # fixed-point iterations of each inversion step (asyrp_lib.core.ddim.invert)
     keep_prompts: dict = field(default_factory=dict)  # {attribute: [prompt, …]}: what a checked edit keeps (retry)
     recipe: Recipe = PAPER_RECIPE  # how f_t is trained unless told otherwise (asyrp train, TrainConfig)
     _clip_loader: Callable = field(repr=False, default=None)
@@ -198,7 +174,7 @@ class Profile:
 
     @property
     def clip(self):
-        """The profile's CLIP (``asyrp_lib.clip.CLIPEncoder``), loaded on first use."""
+        """The profile's CLIP (``asyrp_lib.models.clip.CLIPEncoder``), loaded on first use."""
         if self._clip is None:
             self._clip = self._clip_loader()
         return self._clip
@@ -228,14 +204,14 @@ class Profile:
         (``toy``), otherwise faces *sampled from the profile's model* (DDIM from seeded noise, the profile's
         clipping; ``steps``: default the profile's). ``kind``: ``"render"`` or ``"sample"`` to choose (renders
         exist only in the toy world). (n, 3, S, S) in [-1, 1] on the profile's device."""
-        from . import ddim
+        from ..core import ddim
 
         if kind not in (None, "render", "sample"):
             raise ValueError(f"kind: expected 'render', 'sample' or None, got {kind!r}")
         if kind == "render" and not self.is_toy:
             raise ValueError(f"kind: only the toy profile has rendered faces, not {self.name!r}; use kind='sample'")
         if (kind or ("render" if self.is_toy else "sample")) == "render":
-            from . import toyworld
+            from ..toy import toyworld
 
             return toyworld.render(toyworld.sample_attributes(n, seed=seed), size=self.image_size, device=self.device)
         g = torch.Generator().manual_seed(int(seed))
@@ -294,7 +270,7 @@ def _load_unet(spec_unet: str):
         schedule, prediction = Schedule.from_scheduler(scheduler), scheduler.config.prediction_type
     except (OSError, ValueError):
         schedule, prediction = Schedule.linear(), "epsilon"  # the DDPM default these checkpoints were trained with
-    if prediction != "epsilon":  # a v-prediction model: the same weights, returning ε (asyrp_lib.unets)
+    if prediction != "epsilon":  # a v-prediction model: the same weights, returning ε (asyrp_lib.models.unets)
         from .unets import VPredictionUNet2DModel
 
         if prediction != "v_prediction":

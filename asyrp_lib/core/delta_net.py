@@ -29,10 +29,26 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["DeltaNet", "timestep_embedding", "WEIGHTS_NAME", "META_NAME"]
+__all__ = ["DeltaNet", "timestep_embedding", "WEIGHTS_NAME", "META_NAME", "directions_dir", "shipped_directions"]
 
 WEIGHTS_NAME = "delta_net.safetensors"
 META_NAME = "delta_net.json"
+
+
+def directions_dir() -> Path:
+    """Where the shipped directions live: ``data/directions/`` (one folder per direction)."""
+    from .._utils import data_dir
+
+    return data_dir() / "directions"
+
+
+def shipped_directions() -> dict[str, Path]:
+    """The shipped directions, name → folder (``data/directions/<name>/`` holding a checkpoint), by name. The one
+    lookup of the shipped directions: the command line and the widgets both ask it."""
+    root = directions_dir()
+    if not root.is_dir():
+        return {}
+    return {d.name: d for d in sorted(root.iterdir()) if (d / META_NAME).is_file()}
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -116,7 +132,7 @@ class DeltaNet(nn.Module):
         merged into :attr:`metadata` first. Returns the folder."""
         from safetensors.torch import save_file
 
-        from . import __version__
+        from .. import __version__
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)

@@ -21,11 +21,11 @@ Attributes (``ATTRIBUTES``):
 ======================  ==========================================================================
 
 The attribute definitions (``ATTRIBUTES``, ``CATEGORICAL``, ``SMILE_THRESHOLD``, ``SMILE_LABELS``,
-``smile_label``) live in ``asyrp_lib.toyattributes`` and are re-exported here.
+``smile_label``) live in ``asyrp_lib.toy.toyattributes`` and are re-exported here.
 
 Contents: ``sample_attributes(n, seed)``, ``render(attrs, size=64)``, ``caption(attrs, rng=None)``,
 ``ToyFaces`` (a torch ``Dataset``), ``gaussian_blur`` (for stand-ins of blurry P_t previews), ``data_dir()``,
-and ``Oracle`` / ``OracleNet`` (re-exported from ``asyrp_lib.oracle``, trained by ``scripts/train_oracle.py``).
+and ``Oracle`` / ``OracleNet`` (re-exported from ``asyrp_lib.toy.oracle``, trained by ``scripts/train_oracle.py``).
 The toy CLIP (``data/toy_clip``, trained by ``scripts/train_toy_clip.py``) reads the same captions.
 
 Rendering is signed-distance rasterisation in torch: every shape is a distance field, and a pixel's
@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ._utils import data_dir  # noqa: F401  (re-exported: where the toy weights live)
+from .._utils import data_dir  # noqa: F401  (re-exported: where the toy weights live)
 from .oracle import Oracle, OracleNet  # noqa: F401  (re-exported: the ruler of the toy world)
 from .toyattributes import ATTRIBUTES, CATEGORICAL, SMILE_LABELS, SMILE_THRESHOLD, smile_label  # noqa: F401
 

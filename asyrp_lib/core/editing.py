@@ -5,23 +5,21 @@ stays as it was (course eq. 5):
 
     ε^θ(x_t | Δh) = decoder(h_t + Δh, skips(x_t))
 
-and the asymmetric step (eq. 4/5) puts the edit in the *predicted x0* term only:
-
-    x_{t-1} = sqrt(ᾱ_{t-1}) · P_t(ε^θ(x_t | Δh)) + D_t(ε^θ(x_t))          for t ≥ t_edit
-    x_{t-1} = sqrt(ᾱ_{t-1}) · P_t(ε^θ(x_t))      + D_t(ε^θ(x_t))          for t < t_edit (plain DDIM)
+and the asymmetric step (eq. 4, :func:`asyrp_lib.core.process.asymmetric_step`) puts the edit in the
+*predicted x0* term only, for t ≥ t_edit; plain DDIM follows (eq. 6, :mod:`asyrp_lib.core.process`).
 
 The *symmetric* step feeds the edited ε to both terms; its changes in P_t and D_t largely cancel
-(see :mod:`asyrp_lib.naive`). Here Δh is a single tensor of h's shape shared by all images and all
+(see :mod:`asyrp_lib.core.naive`). Here Δh is a single tensor of h's shape shared by all images and all
 steps of the editing interval [T, t_edit] (or one tensor per step, ``per_timestep=True``), optimised
 per step t ≥ t_edit and batched over images with the loss every edit of the library uses
-(:mod:`asyrp_lib.loss`):
+(:mod:`asyrp_lib.core.loss`):
 
     L_t = λ_clip · L_direction(P_t^edit, x_0)  +  λ_L1 · w_text · |P_t^edit - P_t^source|_1
 
 where P_t^edit = P_t(ε^θ(x_t | Δh)) (ε with and without the edit from ONE encoder pass,
-:meth:`asyrp_lib.hspace.HSpaceUNet.eps`), x_0 the source image, and x_T its deterministic inversion
+:meth:`asyrp_lib.core.hspace.HSpaceUNet.eps`), x_0 the source image, and x_T its deterministic inversion
 (η = 0), computed once. The optimiser steps after every timestep; x_t follows the edited trajectory
-(:func:`asyrp_lib.process.reverse_process`, the one implementation of eq. 6).
+(:func:`asyrp_lib.core.process.reverse_process`, the one implementation of eq. 6).
 
 =========================  ===========================  =========================================
 name here                  symbol                       where
@@ -32,8 +30,8 @@ name here                  symbol                       where
 ``lambda_l1``              λ_L1                         reference implementation's L1 weight
 =========================  ===========================  =========================================
 
-:func:`optimise_edit` optimises the parameters of any edit of :mod:`asyrp_lib.process` (a Δh here, the Δε
-of :mod:`asyrp_lib.naive` there) with that loss.
+:func:`optimise_edit` optimises the parameters of any edit of :mod:`asyrp_lib.core.process` (a Δh here, the Δε
+of :mod:`asyrp_lib.core.naive` there) with that loss.
 """
 from __future__ import annotations
 
@@ -44,7 +42,7 @@ from typing import Sequence
 import torch
 
 from . import ddim
-from ._utils import check_images, check_int, check_number, check_timestep, progress_bar
+from .._utils import check_images, check_int, check_number, check_timestep, progress_bar
 from .hspace import h_shape
 from .loss import AsyrpLoss, loss_step, resolve_loss
 from .process import DeltaH, reverse_process, run_process
@@ -133,11 +131,11 @@ def as_model_input(profile, x, name: str, value_range=(-1.0, 1.0)) -> torch.Tens
 def make_clip_loss(profile, source: str, target: str, clip_loss=None):
     """The directional CLIP loss (eq. 3) for a prompt pair on the profile's CLIP, or ``clip_loss`` if given.
 
-    Identical prompts are a ``ValueError`` from :class:`asyrp_lib.clip.DirectionalCLIPLoss`.
+    Identical prompts are a ``ValueError`` from :class:`asyrp_lib.core.clip_loss.DirectionalCLIPLoss`.
     """
     if clip_loss is not None:
         return clip_loss
-    from .clip import DirectionalCLIPLoss
+    from .clip_loss import DirectionalCLIPLoss
 
     return DirectionalCLIPLoss(profile.clip, source, target)
 
@@ -173,8 +171,8 @@ def optimise_edit(profile, x0: torch.Tensor, x_T: torch.Tensor, edit, params: Se
                   timesteps: Sequence[int], t_edit: int, epochs: int, lr: float, loss: AsyrpLoss | None = None,
                   asymmetric: bool = True, batch_size: int | None = None, progress: bool = True,
                   desc: str = "optimising the edit") -> dict:
-    """Optimise ``params`` (those of ``edit``, an edit of :mod:`asyrp_lib.process`) with the loss of
-    :mod:`asyrp_lib.loss`, one Adam step per batch and edit step; returns the per-epoch mean losses."""
+    """Optimise ``params`` (those of ``edit``, an edit of :mod:`asyrp_lib.core.process`) with the loss of
+    :mod:`asyrp_lib.core.loss`, one Adam step per batch and edit step; returns the per-epoch mean losses."""
     loss = loss if loss is not None else AsyrpLoss()
     opt = torch.optim.Adam(list(params), lr=lr)
     n = x0.shape[0]
@@ -238,13 +236,13 @@ def optimize_global_delta_h(
 ) -> DeltaHResult:
     """Optimise one Δh of h's shape (or one per edit step) that edits every image of ``x0`` from source to target.
 
-    ``profile``: a :class:`asyrp_lib.profiles.Profile` (``unet``, ``schedule``, ``hspace``, ``clip``);
+    ``profile``: a :class:`asyrp_lib.models.profiles.Profile` (``unet``, ``schedule``, ``hspace``, ``clip``);
     ``x0``: source images (N, 3, H, W) in [-1, 1]; ``t_edit``: the edit acts for t ≥ t_edit (eq. 6);
     ``n_steps``: DDIM steps (default: the profile's); ``epochs``: passes over the images and the edit steps,
     with one Adam step (``lr``) per batch and timestep; ``loss``: the settings of the loss
-    (:class:`asyrp_lib.loss.AsyrpLoss`, default: its defaults), ``lambda_l1`` overriding its λ_L1;
+    (:class:`asyrp_lib.core.loss.AsyrpLoss`, default: its defaults), ``lambda_l1`` overriding its λ_L1;
     ``asymmetric``: train along the asymmetric (eq. 4/5) or the symmetric trajectory; ``clip_loss``: a
-    ready :class:`asyrp_lib.clip.DirectionalCLIPLoss` (default: built from the prompts).
+    ready :class:`asyrp_lib.core.clip_loss.DirectionalCLIPLoss` (default: built from the prompts).
     """
     t0 = time.perf_counter()
     pb = prepare_edit(profile, x0, source, target, t_edit=t_edit, n_steps=n_steps, epochs=epochs, lr=lr,

@@ -8,8 +8,8 @@ trained against the things a broken diffusion sample looks like (``corrupt`` in
 blended, broken colour channels.
 
 Load the shipped weights with ``Oracle.load()``; ``scripts/train_oracle.py`` reproduces them. The heads
-follow the attribute definitions of ``asyrp_lib.toyattributes``; this module does not import the renderer
-(``asyrp_lib.toyworld``, which re-exports ``Oracle`` and ``OracleNet``).
+follow the attribute definitions of ``asyrp_lib.toy.toyattributes``; this module does not import the renderer
+(``asyrp_lib.toy.toyworld``, which re-exports ``Oracle`` and ``OracleNet``).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._utils import check_images, data_dir
+from .._utils import check_images, data_dir
 from .toyattributes import ATTRIBUTES, CATEGORICAL
 
 WEIGHTS_FILE = "oracle.safetensors"

@@ -21,7 +21,7 @@ At an edit step t ≥ t_edit, with P_t^edit = P_t(ε(x_t | Δh_t)) the edited pr
 
 Defaults (the reference implementation's README: ``--clip_loss_w 1.0 --l1_loss_w 3.0``): λ_clip = 1,
 λ_L1 = 3, the log form, the unedited target, text weighting on. :func:`loss_step` computes L_t for one
-:class:`asyrp_lib.process.ProcessStep` and takes the optimiser step; a non-finite loss or weight raises
+:class:`asyrp_lib.core.process.ProcessStep` and takes the optimiser step; a non-finite loss or weight raises
 :class:`TrainingDiverged`.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Sequence
 
 import torch
 
-from ._utils import check_number, check_share
+from .._utils import check_number, check_share
 
 __all__ = ["AsyrpLoss", "LossTerms", "TrainingDiverged", "l1_distance", "loss_step", "resolve_loss"]
 

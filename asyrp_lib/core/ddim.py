@@ -39,7 +39,7 @@ from typing import Iterator, Sequence, Union
 
 import torch
 
-from ._utils import check_images, progress_bar
+from .._utils import check_images, progress_bar
 
 Tensorish = Union[float, torch.Tensor]
 

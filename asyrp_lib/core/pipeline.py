@@ -1,13 +1,8 @@
 r"""The generative process of Asyrp (course eq. 6): invert once, then edit with any mix of directions.
 
-For DDIM timesteps T > … > 0 and an image x_0 inverted to x_T (deterministic, η = 0), each step t → t_prev is
-
-    t ≥ t_edit            x_{t-1} = sqrt(ᾱ_{t-1}) P_t(ε(x_t | h_t + Δh_t)) + D_t(ε(x_t))     editing (eq. 4/5), η = 0
-    t_boost ≤ t < t_edit  x_{t-1} = sqrt(ᾱ_{t-1}) P_t(ε(x_t)) + D_t(ε(x_t))                plain DDIM, η = 0
-    t < t_boost           x_{t-1} = sqrt(ᾱ_{t-1}) P_t(ε) + D_t(ε) + σ_t z,  η = 1            quality boosting
-
-with the combined edit Δh_t = Σ_i c_i f_t^i(h_t) (§5 of the design: directions combine linearly in h;
-a strength c_i may be negative). A "direction" is a trained :class:`~asyrp_lib.delta_net.DeltaNet`, the
+An image x_0 is inverted to x_T (deterministic DDIM, η = 0) and generated again by eq. 6 — editing, plain DDIM,
+quality boosting, written out in :mod:`asyrp_lib.core.process` — with the combined edit Δh_t = Σ_i c_i f_t^i(h_t)
+(:class:`~asyrp_lib.core.process.DeltaH`: directions combine linearly in h; a strength c_i may be negative). A "direction" is a trained :class:`~asyrp_lib.core.delta_net.DeltaNet`, the
 folder it was saved to, a constant tensor Δh (the global direction of notebook 05), or any callable
 ``(h, t) -> Δh``.
 
@@ -21,7 +16,7 @@ The maths per image is unchanged; the boosting noise is drawn from the one ``gen
 so an edit equals editing its chunks in turn with that generator (``asyrp edit`` of a folder streams its
 files through exactly these chunks), and at η = 0 it equals one unchunked batch to float rounding.
 
-Speed options of the editor (all opt-in, see :mod:`asyrp_lib.hspace`): ``batch_size`` (images per chunk),
+Speed options of the editor (all opt-in, see :mod:`asyrp_lib.core.hspace`): ``batch_size`` (images per chunk),
 ``precision="bf16"`` (bfloat16 autocast in the U-Net, for inversion and generation; how far its edits are
 from float32 ones is measured in ``tests/test_pipeline.py`` and, on the celebahq architecture, by
 ``benchmarks/bench_gpu.py``), ``channels_last=True`` and ``compile=True``. Every asymmetric step runs the
@@ -40,17 +35,17 @@ from typing import Callable, NamedTuple, Sequence
 import torch
 
 from . import ddim
-from ._utils import check_images, check_int, check_timestep
+from .._utils import check_images, check_int, check_timestep
 from .cache import InversionCache, cache_dir, image_hash, model_key
 from .delta_net import DeltaNet
 from .hspace import HSpaceUNet, h_shape as unet_h_shape
-from .process import DeltaH, check_intervals, run_process
+from .process import DeltaH, Phases, RunOptions, check_intervals, combine_delta_h, run_process
 
 __all__ = ["AsyrpEditor", "EditResult", "Direction", "InversionCache", "MAX_STRENGTH", "image_hash", "model_key",
-           "default_cache_dir", "check_timestep", "check_intervals", "check_strength", "combine_delta_h", "as_direction",
+           "default_cache_dir", "check_timestep", "check_intervals", "check_strength", "combine_delta_h", "intervals_from", "as_direction",
            "CHUNK_PIXELS", "default_batch_size"]
 
-#: The root of the library's on-disk caches (:func:`asyrp_lib.cache.cache_dir`).
+#: The root of the library's on-disk caches (:func:`asyrp_lib.core.cache.cache_dir`).
 default_cache_dir = cache_dir
 
 #: The largest |strength| accepted for one direction (beyond it the edit leaves the image manifold).
@@ -119,13 +114,22 @@ def as_direction(direction, *, h_shape, model_id: str | None = None, device=None
                      f"got {type(direction).__name__}")
 
 
-def combine_delta_h(h: torch.Tensor, t, directions: Sequence[tuple[Callable, float]]) -> torch.Tensor:
-    """Δh_t = Σ_i c_i f_t^i(h_t): the linear combination of the directions' edits (zero with no directions)."""
-    delta = torch.zeros_like(h)
-    for f, c in directions:
-        if c != 0:
-            delta = delta + c * f(h, t)
-    return delta
+def intervals_from(t_edit, t_boost, metadata: Sequence[tuple[str, dict]], *, defaults=(None, None),
+                   warn: bool = True, stacklevel: int = 3) -> tuple[int | None, int | None]:
+    """The one rule for a default t_edit / t_boost: each given, else its ``defaults`` entry, else the first
+    direction checkpoint's that records it (``metadata``: (name, checkpoint metadata) pairs); ``None`` where none
+    says. With ``warn``, a ``UserWarning`` when neither is given and the checkpoints disagree."""
+    out = []
+    for key, given, default in (("t_edit", t_edit, defaults[0]), ("t_boost", t_boost, defaults[1])):
+        values = {name: m.get(key) for name, m in metadata if m.get(key) is not None}
+        if warn and given is None and default is None and len(set(values.values())) > 1:
+            first = next(iter(values.items()))
+            warnings.warn(f"{key}: the directions were trained with different values "
+                          f"({', '.join(f'{n}: {v}' for n, v in values.items())}); using {first[1]} (from "
+                          f"{first[0]}). Pass {key}= to choose.", UserWarning, stacklevel=stacklevel)
+        out.append(given if given is not None else default if default is not None else
+                   next(iter(values.values()), None))
+    return out[0], out[1]
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,7 +153,7 @@ class EditResult:
 class AsyrpEditor:
     """Invert images once, then edit them with any set of directions and strengths (eq. 6).
 
-    ``profile``: a loaded :class:`~asyrp_lib.profiles.Profile`; ``n_steps``: DDIM steps (default the
+    ``profile``: a loaded :class:`~asyrp_lib.models.profiles.Profile`; ``n_steps``: DDIM steps (default the
     profile's); ``t_edit``/``t_boost``: default intervals (else taken from the first direction's checkpoint
     metadata, else required by :meth:`edit`); ``refine``: fixed-point iterations of each inversion step
     (default: the profile's ``invert_refine``); ``image_size``: work at another square size than the profile's
@@ -202,7 +206,7 @@ class AsyrpEditor:
 
     @property
     def precision(self) -> str:
-        """``"fp32"`` or ``"bf16"``: the U-Net's arithmetic (see :class:`~asyrp_lib.hspace.HSpaceUNet`)."""
+        """``"fp32"`` or ``"bf16"``: the U-Net's arithmetic (see :class:`~asyrp_lib.core.hspace.HSpaceUNet`)."""
         return self.hspace.precision
 
     def _check_images(self, images: torch.Tensor) -> torch.Tensor:
@@ -253,26 +257,14 @@ class AsyrpEditor:
         with torch.no_grad():
             return combine_delta_h(h, t, [(d.f, d.strength) for d in dirs])
 
-    def _intervals(self, t_edit, t_boost, dirs: list["Direction"]) -> tuple[int, int]:
-        """t_edit / t_boost: given here, else the editor's, else the first direction checkpoint's (with a warning
-        when the directions' checkpoints disagree)."""
+    def intervals(self, t_edit, t_boost, dirs: list["Direction"]) -> tuple[int, int]:
+        """t_edit / t_boost checked for this editor's schedule: given here, else the editor's, else the first
+        direction checkpoint's (:func:`intervals_from`)."""
         meta = [(d.name, d.source.metadata) for d in dirs if isinstance(d.source, DeltaNet)]
-        for key, given, default in (("t_edit", t_edit, self.t_edit), ("t_boost", t_boost, self.t_boost)):
-            values = {name: m.get(key) for name, m in meta if m.get(key) is not None}
-            if given is None and default is None and len(set(values.values())) > 1:
-                first = next(iter(values.items()))
-                warnings.warn(f"{key}: the directions were trained with different values "
-                              f"({', '.join(f'{n}: {v}' for n, v in values.items())}); using {first[1]} (from "
-                              f"{first[0]}). Pass {key}= to choose.", UserWarning, stacklevel=3)
-        if t_edit is None:
-            t_edit = self.t_edit if self.t_edit is not None else next(
-                (m["t_edit"] for _, m in meta if m.get("t_edit") is not None), None)
-        if t_boost is None:
-            t_boost = self.t_boost if self.t_boost is not None else next(
-                (m["t_boost"] for _, m in meta if m.get("t_boost") is not None), None)
+        t_edit, t_boost = intervals_from(t_edit, t_boost, meta, defaults=(self.t_edit, self.t_boost), stacklevel=4)
         if t_edit is None or t_boost is None:
             raise ValueError("t_edit, t_boost: not given, and no direction checkpoint carries them; pass them "
-                             "(e.g. from asyrp intervals, or asyrp_lib.intervals.find_intervals)")
+                             "(e.g. from asyrp intervals, or asyrp_lib.core.intervals.find_intervals)")
         return check_intervals(t_edit, t_boost, self.timesteps, self.profile.schedule.num_train_timesteps)
 
     def edit(self, images: torch.Tensor, directions=None, *, t_edit: int | None = None, t_boost: int | None = None,
@@ -290,7 +282,7 @@ class AsyrpEditor:
         the results are gathered on the device ``images`` came on (on the editor's device for a single chunk).
         """
         dirs = self.directions(directions, allow_other_model=allow_other_model)
-        t_edit, t_boost = self._intervals(t_edit, t_boost, dirs)
+        t_edit, t_boost = self.intervals(t_edit, t_boost, dirs)
         if not 0.0 <= float(eta_boost) <= 1.0:
             raise ValueError(f"eta_boost: expected a value in [0, 1], got {eta_boost}")
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
@@ -329,14 +321,14 @@ class AsyrpEditor:
     def generate(self, x_T: torch.Tensor, dirs: list["Direction"], *, t_edit: int, t_boost: int,
                  eta_boost: float = 1.0, generator: torch.Generator | None = None, reconstruct: bool = True,
                  keep_previews: bool = False, asymmetric: bool = True):
-        """Eq. (6) from ``x_T`` with the combined Δh of ``dirs`` (:func:`asyrp_lib.process.run_process`), the
+        """Eq. (6) from ``x_T`` with the combined Δh of ``dirs`` (:func:`asyrp_lib.core.process.run_process`), the
         reconstruction in the same batch: (edited, reconstruction or None, previews), clamped to [-1, 1]."""
         edit = DeltaH([(d.f, d.strength) for d in dirs]) if dirs else None
-        edited, recon, previews = run_process(
-            self.hspace, x_T, self.timesteps, self.profile.schedule, edit=edit, t_edit=t_edit if dirs else None,
-            t_boost=t_boost, eta_boost=eta_boost, generator=generator, reconstruct=reconstruct and bool(dirs),
-            asymmetric=asymmetric,
-            keep_previews=keep_previews, progress=self.progress, desc="Asyrp editing")
+        phases = Phases(t_edit=t_edit if dirs else None, t_boost=t_boost, eta_boost=eta_boost, asymmetric=asymmetric)
+        run = RunOptions(reconstruct=reconstruct and bool(dirs), generator=generator, progress=self.progress,
+                         desc="Asyrp editing")
+        edited, recon, previews = run_process(self.hspace, x_T, self.timesteps, self.profile.schedule, edit=edit,
+                                              phases=phases, run=run, keep_previews=keep_previews)
         if reconstruct and not dirs:
             recon = edited  # no edit: the process is the reconstruction
         previews = [(t, p.clamp(-1, 1)) for t, p in previews]

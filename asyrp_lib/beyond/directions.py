@@ -2,14 +2,14 @@ r"""What the h-space can do beyond one edit (notebook 09): linearity, compositio
 and directions found without any text (PCA of h_t, singular vectors of the Jacobian ∂P_t/∂h).
 
 Every experiment edits the same faces several ways and compares the results, so the workhorse is
-:func:`run_copies`: the faces are inverted once (:meth:`~asyrp_lib.pipeline.AsyrpEditor.invert`, cached) and
+:func:`run_copies`: the faces are inverted once (:meth:`~asyrp_lib.core.pipeline.AsyrpEditor.invert`, cached) and
 their x_T repeated once per *copy*, each copy with its own edit, all in one batched run of eq. (6)
-(:func:`asyrp_lib.process.run_process`). A copy's edit is
+(:func:`asyrp_lib.core.process.run_process`). A copy's edit is
 
-- a list of ``(direction, strength)`` pairs — a direction is anything :class:`~asyrp_lib.pipeline.AsyrpEditor`
-  accepts (a :class:`~asyrp_lib.delta_net.DeltaNet`, its folder, a constant Δh tensor, a callable
-  ``(h, t) -> Δh``) — combined as Δh_t = Σ_i c_i f_t^i(h_t) (DESIGN §5);
-- a :class:`~asyrp_lib.process.DeltaH` (also a per-step stack of Δh, one per edit step);
+- a list of ``(direction, strength)`` pairs — a direction is anything :class:`~asyrp_lib.core.pipeline.AsyrpEditor`
+  accepts (a :class:`~asyrp_lib.core.delta_net.DeltaNet`, its folder, a constant Δh tensor, a callable
+  ``(h, t) -> Δh``) — combined as Δh_t = Σ_i c_i f_t^i(h_t) (ARCHITECTURE.md §5);
+- a :class:`~asyrp_lib.core.process.DeltaH` (also a per-step stack of Δh, one per edit step);
 - an :class:`EpsSteps`: a Δε added to ε in the P_t branch, one per edit step (the naive edit of notebook 04);
 - ``None``: no edit (the reconstruction).
 
@@ -38,7 +38,7 @@ function                          what it measures
 Notation: P_t = (x_t − √(1−ᾱ_t) ε)/√ᾱ_t (``ddim.predicted_x0``), so J_t = ∂P_t/∂h_t = −√((1−ᾱ_t)/ᾱ_t) ∂ε/∂h_t
 and the singular vectors of ∂P_t/∂h are those of ∂ε/∂h, which Haas et al. (2024) compute by power iteration;
 Park et al. (2023) do the same kind of computation on the encoder's half, the pullback metric of ∂h_t/∂x_t.
-The oracle readings (toy world only) use :mod:`asyrp_lib.evaluate`.
+The oracle readings (toy world only) use :mod:`asyrp_lib.toy.evaluate`.
 """
 from __future__ import annotations
 
@@ -49,11 +49,11 @@ from typing import Callable, Sequence
 
 import torch
 
-from . import ddim
-from . import evaluate as ev
-from .pipeline import MAX_STRENGTH, AsyrpEditor, check_strength
-from .process import DeltaH, run_process
-from .toyattributes import ATTRIBUTES
+from ..core import ddim
+from ..toy import evaluate as ev
+from ..core.pipeline import MAX_STRENGTH, AsyrpEditor, check_strength
+from ..core.process import DeltaH, EpsShift, run_process
+from ..toy.toyattributes import ATTRIBUTES
 
 __all__ = ["EpsSteps", "StepRecord", "Copies", "run_copies", "Sweep", "strength_sweep", "Curve", "read_attribute",
            "linearity_curve", "composition", "composition_table", "mean_delta_h", "Homogeneity", "homogeneity",
@@ -65,19 +65,9 @@ __all__ = ["EpsSteps", "StepRecord", "Copies", "run_copies", "Sweep", "strength_
 # --------------------------------------------------------------------------------------------
 # Copies of the same faces, each with its own edit, in one batched run of eq. (6)
 # --------------------------------------------------------------------------------------------
-class EpsSteps:
-    """ε + Δε_i in the P_t branch at edit step i: ``delta_eps`` one image's shape (3, S, S) (every step) or a
-    stack (K, 3, S, S), one per edit step (indexed by the step's position in the schedule)."""
-
-    def __init__(self, delta_eps: torch.Tensor):
-        if not isinstance(delta_eps, torch.Tensor) or delta_eps.dim() not in (3, 4):
-            raise ValueError(f"delta_eps: expected a tensor (3, S, S) or (K, 3, S, S), got "
-                             f"{tuple(getattr(delta_eps, 'shape', ())) or type(delta_eps).__name__}")
-        self.delta_eps = delta_eps.detach()
-
-    def at(self, i: int) -> torch.Tensor:
-        d = self.delta_eps
-        return d if d.dim() == 3 else d[min(i, d.shape[0] - 1)]
+#: ε + Δε_i in the P_t branch at edit step i: the Δε edit of :mod:`asyrp_lib.core.process` (one image's shape for
+#: every step, or a stack (K, 3, S, S), one per edit step). The name notebook 09 uses.
+EpsSteps = EpsShift
 
 
 @dataclass
@@ -101,7 +91,7 @@ class Copies:
 
 
 class _CopiesEdit:
-    """An edit of :mod:`asyrp_lib.process` for K copies of N faces (rows copy-major): copy k's own Δh or Δε.
+    """An edit of :mod:`asyrp_lib.core.process` for K copies of N faces (rows copy-major): copy k's own Δh or Δε.
 
     One encoder pass for all rows; one decoder pass over [h + Δh of the Δh copies ; h of all rows]."""
 
@@ -125,8 +115,8 @@ class _CopiesEdit:
         if hrows:
             eps_edit[idx.to(h.device)] = out[:len(idx)]
         for k, e in enumerate(self.edits):
-            if isinstance(e, EpsSteps):
-                eps_edit[k * N:(k + 1) * N] += e.at(i).to(eps.device, eps.dtype)
+            if isinstance(e, EpsShift):
+                eps_edit[k * N:(k + 1) * N] += e.at(i).detach().to(eps.device, eps.dtype)
         if self.record:
             change = (eps_edit - eps).flatten(1).norm(dim=1).cpu()
             for k in range(len(self.edits)):
@@ -173,7 +163,7 @@ def run_copies(editor: AsyrpEditor, images: torch.Tensor, copies: Sequence, *, t
         e, d = _as_edit(editor, spec)
         edits.append(e)
         dirs += d
-    t_edit, t_boost = editor._intervals(t_edit, t_boost, dirs)
+    t_edit, t_boost = editor.intervals(t_edit, t_boost, dirs)
     x_T = editor.invert(images)
     N, K = x_T.shape[0], len(edits)
     rows = 2 * editor.batch_size if batch_size is None else int(batch_size)
@@ -291,7 +281,7 @@ def composition_table(oracle, comp: Copies, targets: Sequence[tuple[str, str]], 
                       face_threshold: float = 0.5) -> tuple[list[dict], str]:
     """Measure a :func:`composition` (toy world): per row, the share of faces reading each target value
     (``targets[j] = (attribute, value)`` of direction j), the share reading all the targets asked for so far,
-    the share keeping every attribute no direction targets (:func:`asyrp_lib.evaluate.edit_metrics`), the face
+    the share keeping every attribute no direction targets (:func:`asyrp_lib.toy.evaluate.edit_metrics`), the face
     rate and LPIPS to the source. Returns (rows, markdown table)."""
     targets = list(targets)
     if len(targets) != comp.images.shape[0] - 1:
@@ -325,7 +315,7 @@ def composition_table(oracle, comp: Copies, targets: Sequence[tuple[str, str]], 
 # Homogeneity: is f_t's Δh_t the same for every face?
 # --------------------------------------------------------------------------------------------
 def mean_delta_h(record: StepRecord) -> torch.Tensor:
-    """The mean over faces of Δh_t at each edit step: a stack (K, C, H, W) for :class:`~asyrp_lib.process.DeltaH`
+    """The mean over faces of Δh_t at each edit step: a stack (K, C, H, W) for :class:`~asyrp_lib.core.process.DeltaH`
     (one global vector per step, applied to every face alike, no f_t)."""
     return record.delta_h.mean(1)
 
@@ -364,7 +354,7 @@ def _random_like_norms(norms: torch.Tensor, shape, seed: int) -> torch.Tensor:
 
 def matched_random_delta_h(record: StepRecord, seed: int = 0) -> torch.Tensor:
     """A random Δh per edit step (Gaussian direction, the same for every face) whose norm at each step is the
-    mean ‖Δh_t‖ of the recorded edit: a stack (K, C, H, W) for :class:`~asyrp_lib.process.DeltaH`."""
+    mean ‖Δh_t‖ of the recorded edit: a stack (K, C, H, W) for :class:`~asyrp_lib.core.process.DeltaH`."""
     return _random_like_norms(record.delta_h.flatten(2).norm(dim=2).mean(1), record.delta_h.shape[2:], seed)
 
 
@@ -530,7 +520,7 @@ def direction_effects(oracle, reference: torch.Tensor, edited: torch.Tensor, *, 
     changed = {a: [] for a in attrs}
     for preds in per:
         for r, p in zip(ref, preds):
-            kept = ev._others_kept(r, p, attrs)
+            kept = ev.attributes_kept(r, p, attrs)
             for a, same in kept.items():
                 changed[a].append(0.0 if same else 1.0)
     changes = {a: (sum(v) / len(v) if v else 0.0) for a, v in changed.items()}
@@ -557,7 +547,7 @@ def effects_table(effects: dict[str, dict]) -> str:
 def faces_without(avoid: dict[str, str], n: int, seed: int = ev.HELDOUT_SEED, *, size: int = 64,
                   device=None) -> ev.SourceFaces:
     """``n`` toy faces showing none of ``avoid`` (attribute → value, e.g. ``{"smile": "smiling", "glasses":
-    "yes"}``): :func:`asyrp_lib.evaluate.source_faces` for the first, filtered on the ground truth for the rest."""
+    "yes"}``): :func:`asyrp_lib.toy.evaluate.source_faces` for the first, filtered on the ground truth for the rest."""
     items = list(avoid.items())
     if not items:
         raise ValueError("avoid: expected at least one attribute → value to avoid")

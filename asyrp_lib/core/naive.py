@@ -16,9 +16,9 @@ semantic axes, and the edited images drift or distort.
 
 The two have opposite signs and nearly equal sizes — the changes cancel like destructive
 interference (:func:`interference`, :func:`interference_coefficients`). Asyrp's answer is to edit
-P_t only (eq. 4, :mod:`asyrp_lib.editing`). Here Δε is learned: one tensor of image shape shared by
+P_t only (eq. 4, :mod:`asyrp_lib.core.editing`). Here Δε is learned: one tensor of image shape shared by
 all images and all steps t ≥ t_edit, optimised with the same loss on P_t as the global Δh and f_t
-(:mod:`asyrp_lib.loss`), through the same reverse process (:mod:`asyrp_lib.process`).
+(:mod:`asyrp_lib.core.loss`), through the same reverse process (:mod:`asyrp_lib.core.process`).
 
 =========================  ======================  ============================================
 name here                  symbol                  where
@@ -39,7 +39,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from . import ddim
-from ._utils import add_shift, check_int, check_number, progress_bar
+from .._utils import add_shift, check_int, check_number, progress_bar
 from .editing import (EditOutput, as_model_input, edit_timesteps, make_clip_loss, optimise_edit, prepare_edit,
                       schedule_steps)
 from .loss import AsyrpLoss
@@ -195,9 +195,9 @@ def epsilon_shift_edit(
     clip_loss=None,
     progress: bool = True,
 ) -> EpsShiftResult:
-    """Learn one Δε with the loss of every edit (:mod:`asyrp_lib.loss`: directional loss on P_t(ε + Δε) plus
+    """Learn one Δε with the loss of every edit (:mod:`asyrp_lib.core.loss`: directional loss on P_t(ε + Δε) plus
     L1 to P_t^source), along the symmetric trajectory, and edit ``x0`` with it in both P_t and D_t for
-    t ≥ t_edit. Arguments as :func:`asyrp_lib.editing.optimize_global_delta_h`.
+    t ≥ t_edit. Arguments as :func:`asyrp_lib.core.editing.optimize_global_delta_h`.
     """
     t0 = time.perf_counter()
     pb = prepare_edit(profile, x0, source, target, t_edit=t_edit, n_steps=n_steps, epochs=epochs, lr=lr,

@@ -49,9 +49,9 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from ._utils import check_number, check_share
-from .delta_net import DeltaNet
-from .pipeline import MAX_STRENGTH
+from .._utils import check_number, check_share
+from ..core.delta_net import DeltaNet
+from ..core.pipeline import MAX_STRENGTH
 
 __all__ = ["CheckedEdit", "clip_gain", "weak_faces", "edit_checked", "DEFAULT_FACTOR", "DEFAULT_SHARE", "MIN_BATCH",
            "DEFAULT_TRIES_KEEP", "MAX_TRIES"]
@@ -72,7 +72,7 @@ MAX_TRIES = 8
 class CheckedEdit:
     """The result of :func:`edit_checked`."""
 
-    result: object  # an asyrp_lib.pipeline.EditResult: ``edited`` holds the weak faces' retries
+    result: object  # an asyrp_lib.core.pipeline.EditResult: ``edited`` holds the weak faces' retries
     first_edited: torch.Tensor  # (N, 3, S, S) the first pass, every face at the given strengths
     gains: torch.Tensor  # (N, D) CLIP gain of the first edit, per face and direction
     weak: torch.Tensor  # (N, D) bool: face i was weak for direction j and retried with it × factor
@@ -120,7 +120,7 @@ def clip_gain(encoder, source_images: torch.Tensor, edited_images: torch.Tensor,
               txt_target: torch.Tensor, sign: float = 1.0) -> torch.Tensor:
     """Per image, how much further toward ``txt_target`` (and away from ``txt_source``) CLIP puts the edited
     image than its source (the formula in the module docstring); ``(N,)``. ``encoder``: a
-    :class:`~asyrp_lib.clip.CLIPEncoder`; the text embeddings are unit vectors ``(D,)``."""
+    :class:`~asyrp_lib.models.clip.CLIPEncoder`; the text embeddings are unit vectors ``(D,)``."""
     if source_images.shape != edited_images.shape:
         raise ValueError(f"clip_gain: source {tuple(source_images.shape)} and edited {tuple(edited_images.shape)} "
                          "images differ in shape")
@@ -148,7 +148,7 @@ def weak_faces(gains: torch.Tensor, share: float = DEFAULT_SHARE, reference: flo
 
 
 def _prompt_embeddings(encoder, direction) -> tuple[torch.Tensor, torch.Tensor]:
-    from .clip import DirectionalCLIPLoss
+    from ..core.clip_loss import DirectionalCLIPLoss
 
     meta = direction.source.metadata if isinstance(direction.source, DeltaNet) else {}
     if not (meta.get("source") and meta.get("target")):
@@ -163,11 +163,11 @@ def _keep_groups(encoder, keep, prompts) -> list[tuple[str, torch.Tensor]]:
     nearest a direction's target prompt (the edited attribute itself)."""
     if isinstance(keep, (str, bytes)) or not hasattr(keep, "items"):
         raise ValueError(f"keep: expected {{attribute: [prompt, …]}} (e.g. a profile's keep_prompts), got {keep!r}")
-    from .clip import _check_prompts
+    from .._utils import check_prompts
 
     groups = []
     for name, texts in keep.items():
-        texts = _check_prompts(list(texts) if isinstance(texts, tuple) else texts, f"keep[{name!r}]")
+        texts = check_prompts(list(texts) if isinstance(texts, tuple) else texts, f"keep[{name!r}]")
         if len(texts) < 2:
             raise ValueError(f"keep: the group {name!r} needs two or more prompts to choose among, got {texts!r}")
         with torch.no_grad():
@@ -195,7 +195,7 @@ def _readings(units: torch.Tensor, groups) -> torch.Tensor:
 def edit_checked(editor, images: torch.Tensor, directions, *, factor: float = DEFAULT_FACTOR,
                  share: float = DEFAULT_SHARE, references: Sequence[float] | None = None, keep=None,
                  tries: int | None = None, generator: torch.Generator | None = None, **edit_kwargs) -> CheckedEdit:
-    """Edit ``images`` with ``directions`` (as :meth:`AsyrpEditor.edit <asyrp_lib.pipeline.AsyrpEditor.edit>`), then
+    """Edit ``images`` with ``directions`` (as :meth:`AsyrpEditor.edit <asyrp_lib.core.pipeline.AsyrpEditor.edit>`), then
     edit the faces CLIP finds weak once more with those directions' strengths × ``factor`` (module docstring).
 
     ``keep``: ``{attribute: [prompt, …]}`` (e.g. ``editor.profile.keep_prompts``): CLIP also reads each of these

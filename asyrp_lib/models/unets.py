@@ -15,7 +15,7 @@ them. The v loss weights the P_t error by SNR_t + 1 ≥ 1 and its target is of o
 
 :class:`VPredictionUNet2DModel` is a ``diffusers.UNet2DModel`` whose ``forward`` returns ε; its network
 output (v) is turned into ε by :meth:`~VPredictionUNet2DModel.output_to_eps`, which
-:class:`asyrp_lib.hspace.HSpaceUNet` calls after its own decoder, so h-space edits work unchanged.
+:class:`asyrp_lib.core.hspace.HSpaceUNet` calls after its own decoder, so h-space edits work unchanged.
 """
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def load_folder(folder, **kw):
 
     from diffusers import DDPMScheduler
 
-    from .ddim import Schedule
+    from ..core.ddim import Schedule
 
     folder = Path(folder)
     if (folder / "scheduler_config.json").is_file():

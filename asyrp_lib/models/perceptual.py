@@ -5,7 +5,7 @@
 where ``phi_l`` are the activations of five layers of an ImageNet-trained backbone (AlexNet or VGG16),
 normalised over channels, and ``w_l`` are the per-channel weights (version 0.1) calibrated on human
 similarity judgements. The course uses it for the editing interval (LPIPS(x, P_t) and ξ_t) and the quality
-boosting interval (γ_t = LPIPS(x, x_t)); see :mod:`asyrp_lib.intervals`.
+boosting interval (γ_t = LPIPS(x, x_t)); see :mod:`asyrp_lib.core.intervals`.
 
 The ``lpips`` package ships the linear weights ``w_l`` but takes the backbone from torchvision.
 :func:`load_lpips` gets the ImageNet backbone itself, local copies first, then the network:
@@ -81,14 +81,14 @@ DOWNLOAD_TIMEOUT_S = float(os.environ.get("ASYRP_DOWNLOAD_TIMEOUT", "60"))
 
 
 def cache_dir() -> Path:
-    """The folder for converted weights: ``lpips/`` in the library's cache (:func:`asyrp_lib.cache.cache_dir`)."""
-    from .cache import cache_dir as root
+    """The folder for converted weights: ``lpips/`` in the library's cache (:func:`asyrp_lib.core.cache.cache_dir`)."""
+    from ..core.cache import cache_dir as root
 
     return root("lpips")
 
 
 def _log(msg: str) -> None:
-    print(f"[asyrp_lib.perceptual] {msg}", file=sys.stderr)
+    print(f"[asyrp_lib.models.perceptual] {msg}", file=sys.stderr)
 
 
 class LPIPS(nn.Module):

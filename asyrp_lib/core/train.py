@@ -1,33 +1,33 @@
 r"""Training f_t for one (source text, target text) pair (Asyrp §3.2; the reference implementation's recipe).
 
 For each training image x_0, inverted once to x_T (deterministic DDIM, η = 0, cached on disk), and each DDIM
-step t ≥ t_edit going down from T (:func:`asyrp_lib.process.compute_step`, one shared encoder pass):
+step t ≥ t_edit going down from T (:func:`asyrp_lib.core.process.compute_step`, one shared encoder pass):
 
     Δh_t       = f_t(h_t, t)
     P_t^edit   = P_t(ε(x_t | h_t + Δh_t))                                          (course eq. 2, 5)
-    L_t        = λ_clip · L_dir(P_t^edit, x_0) + λ_L1 · w_text · |P_t^edit − P_t^source|_1   (asyrp_lib.loss)
+    L_t        = λ_clip · L_dir(P_t^edit, x_0) + λ_L1 · w_text · |P_t^edit − P_t^source|_1   (asyrp_lib.core.loss)
 
 and one Adam step on f_t's weights (the U-Net and CLIP stay frozen). P_t^source is P_t on the unedited
 trajectory at the same t (the reconstruction from the same x_T, run in the same batch), as the reference
 implementation defines it (``l1_target="unedited"``, the default; ``"current"``: P_t(ε(x_t)) at the edited
-latent). The latent then moves to the next timestep along the **edited** trajectory,
-x_{t-1} = sqrt(ᾱ_{t-1}) P_t^edit + D_t(ε(x_t)) (the asymmetric step, eq. 4, as at editing time), or, with
+latent). The latent then moves to the next timestep along the **edited** trajectory by the asymmetric step
+(eq. 4, :func:`asyrp_lib.core.process.asymmetric_step`, as at editing time), or, with
 ``trajectory="original"``, along the unedited one (independent of f_t).
 
-t_edit and t_boost, unless given, come from the LPIPS curves of :func:`asyrp_lib.intervals.find_intervals` on
+t_edit and t_boost, unless given, come from the LPIPS curves of :func:`asyrp_lib.core.intervals.find_intervals` on
 the training images (cached per model, prompt pair and images).
 
 Checkpoints go to the output folder every ``save_every_seconds`` (default 60 s: an interruption or a lost Colab
 runtime costs at most about a minute) or ``save_every_steps`` optimizer steps, at the end of every epoch and on
-Ctrl-C: the direction itself (``delta_net.safetensors`` + ``delta_net.json``, see :mod:`asyrp_lib.delta_net`),
+Ctrl-C: the direction itself (``delta_net.safetensors`` + ``delta_net.json``, see :mod:`asyrp_lib.core.delta_net`),
 ``train_state.pt`` (f_t's weights *with* the optimizer, the position in the loop, the latents of a batch in
 progress and the training images, written atomically as one file) and ``history.json``. ``resume=True``
 continues exactly from ``train_state.pt``. A non-finite loss or weight stops training with
 :class:`TrainingDiverged`, leaving the last good checkpoint in place.
 
-Speed options (opt-in, as in :class:`~asyrp_lib.pipeline.AsyrpEditor`): ``batch_size``, ``precision="bf16"``
+Speed options (opt-in, as in :class:`~asyrp_lib.core.pipeline.AsyrpEditor`): ``batch_size``, ``precision="bf16"``
 (bfloat16 autocast in the frozen U-Net; f_t, its optimizer and the loss stay float32), ``channels_last`` and
-``compile`` (the gradient-free passes: inversion, the encoder, the unedited rows; see :mod:`asyrp_lib.hspace`).
+``compile`` (the gradient-free passes: inversion, the encoder, the unedited rows; see :mod:`asyrp_lib.core.hspace`).
 They belong to the machine, not to the run: resuming uses the ones given then. Inversions run
 batched and are cached (per precision); the encoder runs once per step, on one copy of x_T at the first step.
 """
@@ -44,7 +44,7 @@ from typing import Callable
 import torch
 
 from . import ddim
-from ._utils import (check_compile, check_flag, check_images, check_int, check_number, check_precision,
+from .._utils import (check_compile, check_flag, check_images, check_int, check_number, check_precision,
                      check_prompt_pair, progress_bar)
 from .cache import InversionCache, cache_dir as default_cache_root, model_key
 from .delta_net import META_NAME, WEIGHTS_NAME, DeltaNet
@@ -53,14 +53,40 @@ from .intervals import Intervals, find_intervals
 from .loss import AsyrpLoss, TrainingDiverged, loss_step
 from .process import DeltaH, advance, check_intervals, compute_step
 
-__all__ = ["TrainConfig", "RECIPE_FIELDS", "TrainResult", "TrainStep", "TrainingDiverged", "train_direction", "find_intervals",
+__all__ = ["TrainConfig", "Recipe", "PAPER_RECIPE", "RECIPE_FIELDS", "TrainResult", "TrainStep", "TrainingDiverged", "train_direction", "find_intervals",
            "Intervals", "sample_training_images", "STATE_NAME", "HISTORY_NAME"]
 
 STATE_NAME = "train_state.pt"
 HISTORY_NAME = "history.json"
 
 
-#: The fields a recipe (asyrp_lib.profiles.Recipe) fills when a TrainConfig leaves them at None.
+@dataclass(frozen=True)
+class Recipe:
+    """How f_t is trained unless told otherwise: ``asyrp train``, ``TrainConfig`` and the notebooks take these
+    from the profile's ``recipe``; ``PAPER_RECIPE`` (``asyrp train --recipe paper``) is the paper's."""
+
+    name: str
+    lr: float  # Adam's learning rate
+    lambda_l1: float  # λ_L1: the weight of |P_t^edit − P_t^source|
+    t_edit: int | None  # edit for t ≥ t_edit; None: where LPIPS(x, P_t) reaches the profile's threshold
+    l1_spare: float = 0.0  # share of each image's most-changed pixels the L1 term leaves out (asyrp_lib.core.loss)
+    l1_target: str = "unedited"  # P_t^source: P_t of the unedited trajectory (the paper's) or "current"
+    note: str = ""  # where it comes from
+
+    def describe(self) -> str:
+        t = f"t_edit {self.t_edit}" if self.t_edit is not None else "t_edit from the LPIPS rule"
+        spare = f", L1 spare {self.l1_spare:g}" if self.l1_spare else ""
+        return f"{self.name} recipe: Adam lr {self.lr:g}, λ_L1 {self.lambda_l1:g}{spare}, {t}"
+
+
+#: The paper's settings (λ_CLIP 1, λ_L1 3, the editing interval from LPIPS(x, P_t) = 0.33 × the prompts' cosine), with
+#: Adam at 0.1 (the reference implementation trains f_t with SGD at 0.5). On the toy world, f_t trained at lr 0.1
+#: overshoots to large Δh that change the other attributes (docs/model_card_log.md, *f_t at small learning rates*).
+PAPER_RECIPE = Recipe("paper", lr=0.1, lambda_l1=3.0, t_edit=None,
+                      note="the paper's λ_L1 and LPIPS rule for t_edit; Adam at 0.1")
+
+
+#: The fields a Recipe fills when a TrainConfig leaves them at None.
 RECIPE_FIELDS = ("lr", "lambda_l1", "t_edit", "l1_spare", "l1_target")
 
 
@@ -76,7 +102,7 @@ class TrainConfig:
     recipe: str = "profile"  # where the None fields below come from: "profile" (its recipe) or "paper"
     t_edit: int | None = None  # editing interval [T, t_edit]; None: the recipe's (which may be the LPIPS rule)
     t_boost: int | None = None  # quality boosting below t_boost (stored for editing); None: from γ_t
-    lambda_clip: float = 1.0  # λ_clip: weight of the directional CLIP loss   (the loss: asyrp_lib.loss)
+    lambda_clip: float = 1.0  # λ_clip: weight of the directional CLIP loss   (the loss: asyrp_lib.core.loss)
     lambda_l1: float | None = None  # λ_L1: weight of |P_t^edit - P_t^source|_1 (None: the recipe's)
     clip_loss_form: str = "log"  # "log": -log((1 + cos)/2) (the reference's), or "cosine": 1 - cos (eq. 3)
     l1_target: str | None = None  # P_t^source: "unedited" trajectory (the paper's) or "current" x_t (None: recipe's)
@@ -103,8 +129,6 @@ class TrainConfig:
         """A copy with every field left at ``None`` that a recipe sets taken from it: the profile's recipe
         (``profile.recipe``) or, with ``recipe="paper"``, the paper's; t_edit stays ``None`` when the recipe
         leaves it to the LPIPS rule."""
-        from .profiles import PAPER_RECIPE
-
         if self.recipe not in ("profile", "paper"):
             raise ValueError(f"recipe: expected 'profile' or 'paper', got {self.recipe!r}")
         source = PAPER_RECIPE if self.recipe == "paper" else getattr(profile, "recipe", PAPER_RECIPE)
@@ -133,7 +157,7 @@ class TrainConfig:
 
     @property
     def loss(self) -> AsyrpLoss:
-        """The loss settings (:class:`asyrp_lib.loss.AsyrpLoss`) of this configuration."""
+        """The loss settings (:class:`asyrp_lib.core.loss.AsyrpLoss`) of this configuration."""
         return AsyrpLoss(lambda_clip=self.lambda_clip, lambda_l1=self.lambda_l1, clip_form=self.clip_loss_form,
                          l1_target=self.l1_target, l1_text_weight=self.l1_text_weight, l1_spare=self.l1_spare)
 
@@ -190,7 +214,7 @@ def _training_images(profile, config: TrainConfig, images, size: int, progress: 
     elif isinstance(images, torch.Tensor):
         x0 = check_images(images, "images", channels=3).detach().float().cpu()
     else:
-        from .images import load_images
+        from ..images import load_images
 
         x0, _ = load_images(images, size)
     if tuple(x0.shape[-2:]) != (size, size):
@@ -244,7 +268,7 @@ def _resume_state(profile, config: TrainConfig, output: Path, resume: bool) -> t
         return state, replace(saved, epochs=max(saved.epochs, config.epochs), precision=config.precision,
                               channels_last=config.channels_last, compile=config.compile)
     if resume:
-        print(f"[asyrp_lib.train] no checkpoint in {output} to resume from: starting a new run", file=sys.stderr)
+        print(f"[asyrp_lib.core.train] no checkpoint in {output} to resume from: starting a new run", file=sys.stderr)
     elif (output / WEIGHTS_NAME).is_file() or (output / STATE_NAME).is_file():
         raise ValueError(f"output: {output} already holds a trained direction; resume it (resume=True, "
                          f"asyrp train --resume) or choose another folder")
@@ -302,7 +326,7 @@ def _intervals(profile, config: TrainConfig, x0_all, timesteps, cache_root: Path
         found = find_intervals(profile, x0_all, config.source, config.target, edit_lpips=config.edit_lpips,
                                boost_lpips=config.boost_lpips, points=config.interval_points, t_edit=t_edit,
                                cache_dir=cache_root / "intervals", progress=progress)
-        print(f"[asyrp_lib.train] intervals{' (cached)' if found.cached else ''}: t_edit = {found.t_edit}, "
+        print(f"[asyrp_lib.core.train] intervals{' (cached)' if found.cached else ''}: t_edit = {found.t_edit}, "
               f"t_boost = {found.t_boost}", file=sys.stderr)
         t_edit, t_boost = found.t_edit, (found.t_boost if t_boost is None else t_boost)
     return check_intervals(t_edit, t_boost, timesteps, profile.schedule.num_train_timesteps)
@@ -317,13 +341,13 @@ def _inversions(profile, hs: HSpaceUNet, x0_all, timesteps, cache_root: Path, pr
                                   progress=progress, refine=getattr(profile, "invert_refine", 0)).cpu()
                      for x0 in x0_all.split(batch_size)])
     if progress:
-        print(f"[asyrp_lib.train] inversions: {cache.hits} cached, {cache.misses} computed", file=sys.stderr)
+        print(f"[asyrp_lib.core.train] inversions: {cache.hits} cached, {cache.misses} computed", file=sys.stderr)
     return x_T
 
 
 def _setup(profile, config: TrainConfig, output: Path, images, state, cache_root: Path, progress: bool) -> _Run:
     """Training images, intervals, inversions, f_t and its optimizer, fresh or from ``state``."""
-    from .clip import DirectionalCLIPLoss
+    from .clip_loss import DirectionalCLIPLoss
 
     size = int(config.image_size or profile.image_size)
     timesteps = ddim.timesteps(config.n_steps, profile.schedule.num_train_timesteps)
@@ -430,7 +454,7 @@ def train_direction(profile, config: TrainConfig, output, *, images=None, resume
         _train_epochs(run)
     except KeyboardInterrupt:
         _save_checkpoint(run)
-        print(f"[asyrp_lib.train] interrupted at step {run.pos['step']}: checkpoint written to {output}; "
+        print(f"[asyrp_lib.core.train] interrupted at step {run.pos['step']}: checkpoint written to {output}; "
               f"resume with resume=True (asyrp train --resume)", file=sys.stderr)
         raise
     finally:

@@ -2,8 +2,8 @@
 
 Everything the library caches lives under :func:`cache_dir` (``$ASYRP_CACHE``, else ``~/.cache/asyrp``):
 ``inversions/`` (x_T of each image, :class:`InversionCache`), ``intervals/`` (t_edit / t_boost curves,
-:func:`asyrp_lib.intervals.find_intervals`) and ``lpips/`` (the converted LPIPS backbone,
-:mod:`asyrp_lib.perceptual`). Deleting the folder is always safe: everything in it is recomputed on demand.
+:func:`asyrp_lib.core.intervals.find_intervals`) and ``lpips/`` (the converted LPIPS backbone,
+:mod:`asyrp_lib.models.perceptual`). Deleting the folder is always safe: everything in it is recomputed on demand.
 """
 from __future__ import annotations
 
@@ -149,7 +149,7 @@ class InversionCache:
     def invert(self, unet, images: torch.Tensor, timesteps: Sequence[int], schedule: ddim.Schedule, *,
                model: str, progress: bool = True, refine: int = 0) -> torch.Tensor:
         """x_T for each image (batched over the images not yet cached), on the images' device; ``refine``: the
-        fixed-point iterations of :func:`asyrp_lib.ddim.invert` (part of the key)."""
+        fixed-point iterations of :func:`asyrp_lib.core.ddim.invert` (part of the key)."""
         steps = list(timesteps) if not refine else [f"refine{refine}", *timesteps]
         keys = [self.key(model, img, steps) for img in images]
         found = [self._read(k) for k in keys]

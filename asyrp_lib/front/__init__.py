@@ -1,0 +1,1 @@
+"""The front ends: ``cli`` (the ``asyrp`` command), ``widgets`` (the notebooks' editor), ``plotting``."""
