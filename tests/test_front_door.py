@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from _directions import saved_direction
-from asyrp_lib.cli import _flag_message, main
-from asyrp_lib.delta_net import DeltaNet
+from asyrp_lib.front.cli import _flag_message, main
+from asyrp_lib.core.delta_net import DeltaNet
 
 TINY = ["--profile", "tiny", "--device", "cpu"]
 
