@@ -32,8 +32,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from asyrp_lib import evaluate as ev  # noqa: E402
-from asyrp_lib import toyworld as tw  # noqa: E402
+from asyrp_lib.toy import evaluate as ev  # noqa: E402
+from asyrp_lib.toy import toyworld as tw  # noqa: E402
 from asyrp_lib._utils import data_dir  # noqa: E402
 from asyrp_lib.beyond import methods as bm  # noqa: E402
 
@@ -91,8 +91,8 @@ class Run:
     """The state of one comparison: the report, the faces, the cache, and writing as it goes."""
 
     def __init__(self, args):
-        from asyrp_lib.directions import faces_without
-        from asyrp_lib.profiles import load_profile
+        from asyrp_lib.beyond.directions import faces_without
+        from asyrp_lib.models.profiles import load_profile
 
         self.args = args
         self.out = Path(args.output)

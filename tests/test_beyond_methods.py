@@ -12,9 +12,9 @@ from asyrp_lib.beyond import methods as bm
 from asyrp_lib.beyond.boundary import boundary_direction, fit_linear_boundary
 from asyrp_lib.beyond.injection import attribute_sources, inject, slerp
 from asyrp_lib.beyond.pullback import edit_x_t, latent_at, pullback_basis, pullback_directions
-from asyrp_lib.ddim import timesteps as ddim_timesteps
-from asyrp_lib.hspace import HSpaceUNet
-from asyrp_lib.process import run_process
+from asyrp_lib.core.ddim import timesteps as ddim_timesteps
+from asyrp_lib.core.hspace import HSpaceUNet
+from asyrp_lib.core.process import run_process
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,7 +196,7 @@ def test_pullback_edit_of_zero_is_the_plain_process(tiny, hs, images):
 
 
 def test_bench_boundary_on_tiny(tiny):
-    from asyrp_lib import toyworld as tw
+    from asyrp_lib.toy import toyworld as tw
 
     bench = bm.Bench(tiny, tw.Oracle.load())
     attrs = tw.sample_attributes(24, 5)

@@ -94,7 +94,7 @@ class BoundaryDirection:
 def boundary_direction(h: torch.Tensor, labels: torch.Tensor, t: int, *, truth: torch.Tensor | None = None,
                        **kw) -> BoundaryDirection:
     """The boundary between h (N, C, H, W) of images with ``labels`` True and False (h at ``t``, e.g. from
-    :func:`asyrp_lib.directions.collect_h`). ``truth``: the oracle's labels, to report how right ``labels`` were."""
+    :func:`asyrp_lib.beyond.directions.collect_h`). ``truth``: the oracle's labels, to report how right ``labels`` were."""
     fit = fit_linear_boundary(h.flatten(1), labels, **kw)
     acc = None if truth is None else float((torch.as_tensor(labels).bool() == torch.as_tensor(truth).bool())
                                            .double().mean())
@@ -106,7 +106,7 @@ def boundary_direction(h: torch.Tensor, labels: torch.Tensor, t: int, *, truth: 
 def clip_labels(clip, images: torch.Tensor, prompts: Sequence[str], target_prompt: str,
                 batch_size: int = 64) -> torch.Tensor:
     """Zero-shot labels: True where ``target_prompt`` is the prompt of ``prompts`` nearest the image in CLIP
-    (``clip``: a :class:`asyrp_lib.clip.CLIPEncoder`; e.g. the profile's ``keep_prompts`` group of an attribute)."""
+    (``clip``: a :class:`asyrp_lib.models.clip.CLIPEncoder`; e.g. the profile's ``keep_prompts`` group of an attribute)."""
     prompts = list(prompts)
     if target_prompt not in prompts:
         raise ValueError(f"target_prompt: expected one of {prompts}, got {target_prompt!r}")
@@ -120,6 +120,6 @@ def clip_labels(clip, images: torch.Tensor, prompts: Sequence[str], target_promp
 
 def oracle_labels(oracle, images: torch.Tensor, attribute: str, value: str) -> torch.Tensor:
     """True where the oracle reads ``attribute = value`` (smile by its label)."""
-    from ..evaluate import label_of
+    from ..toy.evaluate import label_of
 
     return torch.tensor([label_of(p, attribute) == value for p in oracle.predict(images.float().clamp(-1, 1))])

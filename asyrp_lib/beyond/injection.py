@@ -17,9 +17,9 @@ from typing import Sequence
 
 import torch
 
-from ..evaluate import label_of
-from ..process import run_process
-from ..toyattributes import ATTRIBUTES
+from ..toy.evaluate import label_of
+from ..core.process import run_process
+from ..toy.toyattributes import ATTRIBUTES
 
 __all__ = ["slerp", "InjectH", "inject", "attribute_sources"]
 
@@ -47,7 +47,7 @@ def slerp(a: torch.Tensor, b: torch.Tensor, gamma: float, eps: float = 1e-7) -> 
 
 
 class InjectH:
-    """An edit of :mod:`asyrp_lib.process` for rows [originals (n); contents (n)]: the originals' h is slerped
+    """An edit of :mod:`asyrp_lib.core.process` for rows [originals (n); contents (n)]: the originals' h is slerped
     towards their content's h with ratio ``gamma``; the content rows run unedited (the reconstruction rows)."""
 
     def __init__(self, gamma: float):

@@ -24,7 +24,7 @@ edit runs through the asymmetric step of eq. (4/5) on [T, t_edit] with η = 0 th
 the methods differ by their Δ alone.
 
 :func:`measure` turns a method's edits at several strengths into one row: the metrics of
-:func:`asyrp_lib.evaluate.edit_metrics` at the chosen strength (success, others kept, LPIPS, face rate), the
+:func:`asyrp_lib.toy.evaluate.edit_metrics` at the chosen strength (success, others kept, LPIPS, face rate), the
 *leakage* (for each other attribute, the share of faces on which it changed), and the strength → success curve.
 :func:`leakage_matrix`, :func:`results_table`, :func:`verdict`, :func:`plot_leakage` and :func:`plot_curves`
 read the rows back (for the results file of ``scripts/compare_hspace_methods.py`` and notebook 10).
@@ -36,8 +36,8 @@ from typing import Sequence
 
 import torch
 
-from .. import evaluate as ev
-from ..toyattributes import ATTRIBUTES
+from ..toy import evaluate as ev
+from ..toy.toyattributes import ATTRIBUTES
 
 __all__ = ["METHODS", "TARGETS", "NAMING_STRENGTHS", "Bench", "candidates", "MethodInfo", "measure", "leakage", "match_candidates", "leakage_matrix",
            "results_table", "verdict", "best_at_kept", "plot_leakage", "plot_curves"]
@@ -89,7 +89,7 @@ _KEEP = ("n", "success", "others_kept", "lpips", "face_rate", "source_success", 
 
 def measure(source: torch.Tensor, edits: dict[float, torch.Tensor], *, attribute: str, target_value: str, oracle,
             strength: float, lpips=None, source_attrs: Sequence[dict] | None = None) -> dict:
-    """One method's row: :func:`asyrp_lib.evaluate.edit_metrics` of the edit at ``strength`` (a key of ``edits``:
+    """One method's row: :func:`asyrp_lib.toy.evaluate.edit_metrics` of the edit at ``strength`` (a key of ``edits``:
     strength → edited images of the first rows of ``source``), its :func:`leakage`, and the curve
     ``[{"strength", "success", "others_kept", "n"}, …]`` over every strength in ``edits`` (by increasing strength;
     a curve point may use fewer faces than the table row)."""
@@ -270,7 +270,7 @@ class Bench:
 
     def __init__(self, profile, oracle, *, t_edit: int = 300, t_m: int = 500, n_steps: int | None = None,
                  progress: bool = False, cache_dir=None):
-        from ..pipeline import AsyrpEditor
+        from ..core.pipeline import AsyrpEditor
 
         self.profile, self.oracle, self.t_edit, self.t_m = profile, oracle, int(t_edit), int(t_m)
         self.editor = AsyrpEditor(profile, n_steps=n_steps, t_edit=self.t_edit, t_boost=0, progress=progress,
@@ -288,8 +288,8 @@ class Bench:
     # -- plain Δh edits (Asyrp, global Δh, PCA, Jacobian, boundary) ------------------------
     def edit_h(self, images: torch.Tensor, copies: Sequence) -> torch.Tensor:
         """Each copy (directions for the editor, or a Δh tensor of h's shape) on ``images``: (K, N, 3, S, S)."""
-        from ..directions import run_copies
-        from ..process import DeltaH
+        from .directions import run_copies
+        from ..core.process import DeltaH
 
         specs = [DeltaH(c) if isinstance(c, torch.Tensor) else c for c in copies]
         return run_copies(self.editor, images, specs, t_edit=self.t_edit, t_boost=0, eta_boost=0.0).images
@@ -299,14 +299,14 @@ class Bench:
 
     # -- the optimised baselines -------------------------------------------------------------
     def train_delta_h(self, images, source: str, target: str, epochs: int = 2) -> torch.Tensor:
-        from ..editing import optimize_global_delta_h
+        from ..core.editing import optimize_global_delta_h
 
         res = optimize_global_delta_h(self.profile, images, source, target, t_edit=self.t_edit,
                                       n_steps=self.editor.n_steps, epochs=epochs, progress=self.progress)
         return res.delta_h.detach().reshape(self.editor.h_shape)
 
     def train_eps(self, images, source: str, target: str, epochs: int = 2) -> torch.Tensor:
-        from ..naive import epsilon_shift_edit
+        from ..core.naive import epsilon_shift_edit
 
         res = epsilon_shift_edit(self.profile, images, source, target, t_edit=self.t_edit,
                                  n_steps=self.editor.n_steps, epochs=epochs, progress=self.progress)
@@ -314,7 +314,7 @@ class Bench:
 
     def edit_eps(self, images, delta_eps: torch.Tensor, strengths: Sequence[float]) -> torch.Tensor:
         """The ε-shift in P_t and D_t (the naive, symmetric edit) at each strength: (K, N, 3, S, S)."""
-        from ..naive import apply_delta_eps
+        from ..core.naive import apply_delta_eps
 
         x_T = self.editor.invert(images)
         return torch.stack([apply_delta_eps(self.profile, x_T, delta_eps.reshape(x_T.shape[1:]), t_edit=self.t_edit,
@@ -323,12 +323,12 @@ class Bench:
 
     # -- unsupervised directions -------------------------------------------------------------
     def collect_h(self, images: torch.Tensor, seed: int = 0) -> torch.Tensor:
-        from ..directions import collect_h
+        from .directions import collect_h
 
         return collect_h(self.hs, images.to(self.hs.device), self._t_m_step(), self.profile.schedule, seed=seed)
 
     def noisy(self, images: torch.Tensor, seed: int = 0) -> torch.Tensor:
-        """x_{t_m} = √ᾱ x_0 + √(1−ᾱ) z of ``images`` (seeded z), as :func:`asyrp_lib.directions.collect_h` draws it."""
+        """x_{t_m} = √ᾱ x_0 + √(1−ᾱ) z of ``images`` (seeded z), as :func:`asyrp_lib.beyond.directions.collect_h` draws it."""
         g = torch.Generator().manual_seed(int(seed))
         a = self.profile.schedule.alpha(self._t_m_step())
         z = torch.randn(images.shape, generator=g).to(images)
@@ -340,13 +340,13 @@ class Bench:
         return (values.flatten(1).double() @ directions.flatten(1).double().T).std(0).float()
 
     def pca(self, h: torch.Tensor, k: int = 3):
-        from ..directions import pca_directions
+        from .directions import pca_directions
 
         p = pca_directions(h, k)
         return p.components, p.std
 
     def jacobian(self, images: torch.Tensor, h: torch.Tensor, k: int = 3, iters: int = 3, seed: int = 0):
-        from ..directions import jacobian_directions
+        from .directions import jacobian_directions
 
         jd = jacobian_directions(self.hs, self.noisy(images, seed).to(self.hs.device), self._t_m_step(),
                                  self.profile.schedule, k, iters=iters, oversample=1, seed=seed)

@@ -5,7 +5,7 @@ The encoder half maps x_t to h_t; its Jacobian J = ∂h_t/∂x_t pulls the Eucli
 right singular vectors v_i of J (J v_i = σ_i u_i) are the unit changes of x_t that change h_t most; the left ones
 u_i are what they do in h. They are found by power (subspace) iteration on JᵀJ, with one forward-mode product
 J v and one reverse-mode product Jᵀu per iteration and never the full Jacobian
-(:func:`asyrp_lib.directions.top_singular_vectors`). Here J is summed over a few faces (JᵀJ = Σ_i J_iᵀJ_i), so the
+(:func:`asyrp_lib.beyond.directions.top_singular_vectors`). Here J is summed over a few faces (JᵀJ = Σ_i J_iᵀJ_i), so the
 basis moves all of them, and the edit is a step in x_t at one timestep t_p,
 
     x_{t_p} ← x_{t_p} + c · s · v,      s = std over faces of ⟨x_{t_p}, v⟩,
@@ -20,8 +20,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..directions import _forward_ad_context, top_singular_vectors
-from ..process import reverse_process, run_process
+from .directions import _forward_ad_context, top_singular_vectors
+from ..core.process import reverse_process, run_process
 
 __all__ = ["PullbackBasis", "pullback_directions", "pullback_basis", "latent_at", "edit_x_t"]
 
