@@ -267,7 +267,7 @@ def test_jacobian_directions_are_singular_vectors_of_dPt_dh(tiny):
         enc = hs.encode(x_t, t)
     p_t = lambda h: ddim.predicted_x0(x_t, hs.decode(enc, h), tiny.schedule.alpha(t))
     for v, s in zip(jd.directions, jd.singular_values):
-        with D._forward_ad_context():
+        with D.forward_ad_context():
             _, Jv = jvp(p_t, (enc.h,), (v.unsqueeze(0),))
         _, pull = vjp(p_t, enc.h)
         (JtJv,) = pull(Jv)

@@ -419,7 +419,7 @@ def pca_directions(h: torch.Tensor, k: int = 4) -> PCA:
 # Unsupervised directions: singular vectors of the Jacobian
 # --------------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def _forward_ad_context():
+def forward_ad_context():
     """Forward-mode AD has no rule for the fused attention kernels: use the math kernel meanwhile. Also
     silences the deprecation warning torch raises from inside ``torch.func.jvp`` (its decompositions call
     ``torch.jit.script``): the caller can do nothing about it, and it would print torch's install path."""
@@ -455,7 +455,7 @@ def top_singular_vectors(f: Callable, x: torch.Tensor, k: int, *, iters: int = 8
     base = x.repeat(q, *[1] * len(shape))
 
     def J(V):  # V (q, D) → (q, M): J v for each row
-        with _forward_ad_context():
+        with forward_ad_context():
             _, out = jvp(f, (base,), (V.view(q, *shape).to(x).repeat_interleave(m, 0),))
         return out.reshape(q, -1).double()
 

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .directions import _forward_ad_context, top_singular_vectors
+from .directions import forward_ad_context, top_singular_vectors
 from ..core.process import reverse_process, run_process
 
 __all__ = ["PullbackBasis", "pullback_directions", "pullback_basis", "latent_at", "edit_x_t"]
@@ -44,7 +44,7 @@ def pullback_directions(f: Callable, x: torch.Tensor, k: int = 3, *, iters: int 
 
     V, S = top_singular_vectors(f, x, k, iters=iters, oversample=oversample, seed=seed)
     m = x.shape[0]
-    with _forward_ad_context():
+    with forward_ad_context():
         _, out = jvp(f, (x.detach().repeat(k, *[1] * (x.dim() - 1)),),
                      (V.to(x).repeat_interleave(m, 0),))
     Ju = out.reshape(k, m, *out.shape[1:])
