@@ -129,6 +129,12 @@ def test_intervals_from_the_curves_cached_and_images_from_a_folder(tiny, x0, tmp
     again = find_intervals(tiny, x0, "face", "smiling face", **kw)
     assert again.cached and (again.t_edit, again.t_boost) == (first.t_edit, first.t_boost)
     assert again.lpips_x_pt == first.lpips_x_pt
+    from asyrp_lib.core.intervals import IntervalSettings
+    grouped = find_intervals(tiny, x0, "face", "smiling face", settings=IntervalSettings(0.1, 0.05, points=5),
+                             cache_dir=tmp_path / "iv", progress=False)
+    assert grouped.cached and grouped.lpips_x_pt == first.lpips_x_pt  # the same settings, the same cache entry
+    with pytest.raises(TypeError, match="unexpected keyword.*point"):
+        find_intervals(tiny, x0, point=5)
     # train without t_edit / t_boost: they come from the same (cached) intervals on the same images
     cfg = TrainConfig(n_steps=2, epochs=1, edit_lpips=0.1, boost_lpips=0.05, interval_points=5)
     res = train_direction(tiny, cfg, tmp_path / "out", images=folder, progress=False, cache_dir=tmp_path)
