@@ -208,3 +208,14 @@ def test_comparison_verdict_says_whether_asyrp_wins_and_by_how_much():
                                   "ε-shift": row(0.7, 0.3)})
     assert text.count("**does not**") == 2 and "others kept -20 points" in text and "success +20 points" in text
     assert "nothing to compare" in cmp.comparison_verdict({"ε-shift": row(0.1, 0.1)})
+
+
+
+def test_metric_options_as_one_object_or_by_name(lookup):
+    oracle, src, edit = lookup
+    kw = dict(attribute="smile", target_value="smiling", oracle=oracle)
+    by_name = ev.edit_metrics(src, edit, **kw, others=["eyes", "skin"], per_image=True)
+    grouped = ev.edit_metrics(src, edit, **kw, options=ev.MetricOptions(others=["eyes", "skin"], per_image=True))
+    assert by_name == grouped and "images" in grouped
+    with pytest.raises(TypeError, match="unexpected keyword.*other;"):
+        ev.edit_metrics(src, edit, **kw, other=["eyes"])
