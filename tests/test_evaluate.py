@@ -219,3 +219,14 @@ def test_metric_options_as_one_object_or_by_name(lookup):
     assert by_name == grouped and "images" in grouped
     with pytest.raises(TypeError, match="unexpected keyword.*other;"):
         ev.edit_metrics(src, edit, **kw, other=["eyes"])
+
+
+def test_compare_methods_checks_its_grouped_settings_first(tiny):
+    faces = ev.source_faces("smile", "smiling", 1, size=32)
+    with pytest.raises(TypeError, match="t_edit"):
+        cmp.compare_methods(tiny, BrightnessOracle(), train=faces, test=faces, progress=False)
+    with pytest.raises(TypeError, match="unexpected keyword.*eps_shfit"):
+        cmp.compare_methods(tiny, BrightnessOracle(), train=faces, test=faces, t_edit=300, eps_shfit={})
+    with pytest.raises(ValueError, match="methods"):
+        cmp.compare_methods(tiny, BrightnessOracle(), train=faces, test=faces,
+                            settings=cmp.MethodSettings(t_edit=300, methods=("nope",)), goal=cmp.EditGoal())
