@@ -45,7 +45,7 @@ import torch
 
 from . import ddim
 from .._utils import (check_compile, check_flag, check_images, check_int, check_number, check_precision,
-                     check_prompt_pair, progress_bar)
+                     check_prompt_pair, grouped_options, progress_bar)
 from .cache import InversionCache, cache_dir as default_cache_root, model_key
 from .delta_net import META_NAME, WEIGHTS_NAME, DeltaNet
 from .hspace import HSpaceUNet, h_shape as unet_h_shape
@@ -460,7 +460,7 @@ def _train_epochs(run: _Run) -> None:
 
 def train_direction(profile, config: TrainConfig, output, *, images=None, resume: bool = False,
                     progress: bool = True, callback: Callable[[TrainStep], None] | None = None,
-                    cache_dir=None, metadata: dict | None = None) -> TrainResult:
+                    **keywords) -> TrainResult:
     """Train f_t for ``config.source`` → ``config.target`` on ``profile`` and write it to the folder ``output``.
 
     ``images``: training images — a tensor (N, 3, S, S) in [-1, 1], an image file or folder, or None to
@@ -470,7 +470,10 @@ def train_direction(profile, config: TrainConfig, output, *, images=None, resume
     ``cache_dir``: root of the inversion and interval caches (default ``$ASYRP_CACHE`` or ``~/.cache/asyrp``).
     ``config`` itself is left unchanged (the result and the checkpoint say which t_edit / t_boost were used).
     ``metadata``: extra entries for the checkpoint's metadata (e.g. the toy attribute it should change).
+    ``cache_dir`` and ``metadata`` are given by name.
     """
+    extra = grouped_options("train_direction", keywords, {}, also=("cache_dir", "metadata"))
+    cache_dir, metadata = extra.get("cache_dir"), extra.get("metadata")
     output = Path(output)
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_root()
     state, config = _resume_state(profile, config, output, resume)
