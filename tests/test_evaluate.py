@@ -230,3 +230,22 @@ def test_compare_methods_checks_its_grouped_settings_first(tiny):
     with pytest.raises(ValueError, match="methods"):
         cmp.compare_methods(tiny, BrightnessOracle(), train=faces, test=faces,
                             settings=cmp.MethodSettings(t_edit=300, methods=("nope",)), goal=cmp.EditGoal())
+
+
+def test_edit_figure_measures_with_the_metric_options_it_is_given(lookup):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from asyrp_lib.front.plotting import edit_figure
+
+    oracle, src, edit = lookup
+    l1 = lambda x, y: (x - y).abs().mean(dim=(1, 2, 3))  # noqa: E731 - a stand-in perceptual distance
+    kw = dict(attribute="smile", target_value="smiling", oracle=oracle)
+    shown = edit_figure(src, edit, **kw, lpips=l1, title="a title", ncol=3)
+    assert shown.metrics == ev.edit_metrics(src, edit, **kw, lpips=l1, per_image=True)
+    assert "LPIPS" in shown.sentence
+    plt.close("all")
+    with pytest.raises(TypeError, match="unexpected keyword.*lpip;"):
+        edit_figure(src, edit, **kw, lpip=l1)
