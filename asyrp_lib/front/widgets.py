@@ -164,10 +164,13 @@ class Playground:
     """
 
     def __init__(self, profile=None, *, n_steps: int | None = None, seed: int = 0, noise_seed: int = 0,
-                 t_edit: int | None = None, t_boost: int | None = None, oracle="auto", device=None,
-                 source_kind: str | None = None):
+                 oracle="auto", device=None, source_kind: str | None = None, **intervals):
+        from .._utils import grouped_options
         from ..core.pipeline import AsyrpEditor
         from ..models.profiles import load_profile
+
+        intervals = grouped_options("Playground", intervals, {}, also=("t_edit", "t_boost"))
+        t_edit, t_boost = intervals.get("t_edit"), intervals.get("t_boost")
 
         if profile is None or isinstance(profile, str):
             profile = load_profile(profile, device=device)
