@@ -42,7 +42,6 @@ from . import ddim
 from .._utils import add_shift, check_int, check_number, grouped_options, progress_bar
 from .editing import (EditOutput, Optimisation, as_model_input, edit_timesteps, make_clip_loss, optimise_edit,
                       prepare_edit, schedule_steps)
-from .loss import AsyrpLoss
 from .process import EpsShift, run_process
 
 __all__ = [
