@@ -169,3 +169,30 @@ def resolve_device(device=None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device: 'cuda' was asked for but no CUDA GPU is available here; use device='cpu'")
     return dev
+
+
+def grouped_options(where: str, keywords: dict, groups: dict, *, also=()) -> dict:
+    """Settings given one by one as keywords, placed into the objects they belong to.
+
+    ``groups``: {name: (dataclass type, the object given or ``None``)}; each keyword that names a field of one of
+    these dataclasses replaces that field (``t_edit=300`` → ``Phases.t_edit``). ``also``: other keywords the caller
+    accepts by name; they come back under their own name. Returns {name: object} for every group plus those keywords;
+    any other keyword raises ``TypeError`` naming ``where``, as a function's own signature would."""
+    from dataclasses import fields, replace
+
+    known = {name: {f.name for f in fields(cls)} for name, (cls, _) in groups.items()}
+    allowed = set(also).union(*known.values())
+    unknown = sorted(set(keywords) - allowed)
+    if unknown:
+        names = ", ".join(cls.__name__ for cls, _ in groups.values())
+        raise TypeError(f"{where}() got unexpected keyword argument(s) {', '.join(unknown)}; the fields of {names} "
+                        f"may be given by name" + (f", and {', '.join(sorted(also))}" if also else ""))
+    out = {}
+    for name, (cls, given) in groups.items():
+        mine = {k: v for k, v in keywords.items() if k in known[name] and k not in also}
+        obj = given if given is not None else cls()
+        if not isinstance(obj, cls):
+            raise TypeError(f"{where}(): {name} must be a {cls.__name__}, got {type(obj).__name__}")
+        out[name] = replace(obj, **mine) if mine else obj
+    out.update({k: v for k, v in keywords.items() if k in also})
+    return out

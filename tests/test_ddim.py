@@ -188,3 +188,11 @@ def test_refined_inversion_is_the_exact_inverse_of_sampling():
     assert errors[3] < 0.02 * errors[0], errors  # converging towards the exact inverse
     with pytest.raises(ValueError, match="refine"):
         ddim.invert(eps, x0, ts, schedule, progress=False, refine=-1)
+
+
+def test_ddim_step_draws_its_noise_from_a_generator_given_as_noise():
+    x, eps = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
+    z = torch.randn(x.shape, generator=torch.Generator().manual_seed(5))
+    given = ddim.ddim_step(x, eps, 0.5, 0.7, eta=1.0, noise=z).x_prev
+    drawn = ddim.ddim_step(x, eps, 0.5, 0.7, eta=1.0, noise=torch.Generator().manual_seed(5)).x_prev
+    torch.testing.assert_close(given, drawn)

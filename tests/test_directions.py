@@ -112,6 +112,10 @@ def test_bad_strengths_and_copies_are_refused(editor, faces, net):
         D.strength_sweep(editor, faces, net, [0.0, 9.0])
     with pytest.raises(ValueError, match="copies"):
         D.run_copies(editor, faces, [])
+    with pytest.raises(TypeError, match="unexpected keyword.*t_edt"):
+        D.run_copies(editor, faces, [None], t_edt=300)
+    with pytest.raises(ValueError, match="asymmetric"):
+        D.run_copies(editor, faces, [None], asymmetric=False)
 
 
 # -- linearity -------------------------------------------------------------------------------------

@@ -109,3 +109,16 @@ def test_bad_inputs(tiny, images, x_T, delta_h):
                                         progress=False)
     with pytest.raises(ValueError, match="x0"):
         editing.optimize_global_delta_h(tiny, images[:1] * 5, SOURCE, TARGET, t_edit=0, n_steps=2, progress=False)
+
+
+def test_optimisation_object_equals_its_fields_by_name(tiny, images):
+    from asyrp_lib.core.editing import Optimisation
+
+    kw = dict(t_edit=300, n_steps=STEPS, progress=False)
+    a = editing.optimize_global_delta_h(tiny, images[:1], SOURCE, TARGET, epochs=1, lr=0.1, **kw)
+    b = editing.optimize_global_delta_h(tiny, images[:1], SOURCE, TARGET, optim=Optimisation(epochs=1, lr=0.1), **kw)
+    torch.testing.assert_close(a.delta_h, b.delta_h)
+    with pytest.raises(TypeError, match="unexpected keyword.*epoch\\b"):
+        editing.optimize_global_delta_h(tiny, images[:1], SOURCE, TARGET, epoch=1, **kw)
+    with pytest.raises(TypeError, match="unexpected keyword.*previews"):
+        editing.apply_delta_h(tiny, a.x_T, a.delta_h, t_edit=300, n_steps=STEPS, previews=True)

@@ -208,3 +208,44 @@ def test_comparison_verdict_says_whether_asyrp_wins_and_by_how_much():
                                   "ε-shift": row(0.7, 0.3)})
     assert text.count("**does not**") == 2 and "others kept -20 points" in text and "success +20 points" in text
     assert "nothing to compare" in cmp.comparison_verdict({"ε-shift": row(0.1, 0.1)})
+
+
+
+def test_metric_options_as_one_object_or_by_name(lookup):
+    oracle, src, edit = lookup
+    kw = dict(attribute="smile", target_value="smiling", oracle=oracle)
+    by_name = ev.edit_metrics(src, edit, **kw, others=["eyes", "skin"], per_image=True)
+    grouped = ev.edit_metrics(src, edit, **kw, options=ev.MetricOptions(others=["eyes", "skin"], per_image=True))
+    assert by_name == grouped and "images" in grouped
+    with pytest.raises(TypeError, match="unexpected keyword.*other;"):
+        ev.edit_metrics(src, edit, **kw, other=["eyes"])
+
+
+def test_compare_methods_checks_its_grouped_settings_first(tiny):
+    faces = ev.source_faces("smile", "smiling", 1, size=32)
+    with pytest.raises(TypeError, match="t_edit"):
+        cmp.compare_methods(tiny, BrightnessOracle(), train=faces, test=faces, progress=False)
+    with pytest.raises(TypeError, match="unexpected keyword.*eps_shfit"):
+        cmp.compare_methods(tiny, BrightnessOracle(), train=faces, test=faces, t_edit=300, eps_shfit={})
+    with pytest.raises(ValueError, match="methods"):
+        cmp.compare_methods(tiny, BrightnessOracle(), train=faces, test=faces,
+                            settings=cmp.MethodSettings(t_edit=300, methods=("nope",)), goal=cmp.EditGoal())
+
+
+def test_edit_figure_measures_with_the_metric_options_it_is_given(lookup):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from asyrp_lib.front.plotting import edit_figure
+
+    oracle, src, edit = lookup
+    l1 = lambda x, y: (x - y).abs().mean(dim=(1, 2, 3))  # noqa: E731 - a stand-in perceptual distance
+    kw = dict(attribute="smile", target_value="smiling", oracle=oracle)
+    shown = edit_figure(src, edit, **kw, lpips=l1, title="a title", ncol=3)
+    assert shown.metrics == ev.edit_metrics(src, edit, **kw, lpips=l1, per_image=True)
+    assert "LPIPS" in shown.sentence
+    plt.close("all")
+    with pytest.raises(TypeError, match="unexpected keyword.*lpip;"):
+        edit_figure(src, edit, **kw, lpip=l1)

@@ -106,3 +106,19 @@ def test_bad_inputs(tiny, images):
         naive.apply_delta_eps(tiny, x_T, torch.zeros(3, 32, 32), t_edit=1000, n_steps=2, progress=False)
     with pytest.raises(ValueError, match="delta_eps"):
         naive.interference(x_T, x_T, torch.zeros(2, 3, 32, 32), 0.5, 0.6)
+
+
+def test_grouped_settings_are_accepted_and_unknown_keywords_refused(tiny, images):
+    from asyrp_lib.core.editing import Optimisation
+    from asyrp_lib.core.naive import XTOptimisation
+
+    a = naive.optimize_xT(tiny, images[:1], SOURCE, TARGET, n_steps=2, iters=2, lr=0.05, progress=False)
+    b = naive.optimize_xT(tiny, images[:1], SOURCE, TARGET, n_steps=2, optim=XTOptimisation(iters=2, lr=0.05),
+                          progress=False)
+    assert a.losses == pytest.approx(b.losses)
+    with pytest.raises(TypeError, match="unexpected keyword.*iter\\b"):
+        naive.optimize_xT(tiny, images[:1], SOURCE, TARGET, iter=2)
+    with pytest.raises(TypeError, match="asymmetric"):
+        naive.epsilon_shift_edit(tiny, images[:1], SOURCE, TARGET, t_edit=300, asymmetric=True)
+    with pytest.raises(ValueError, match="epochs"):
+        naive.epsilon_shift_edit(tiny, images[:1], SOURCE, TARGET, t_edit=300, optim=Optimisation(epochs=0))

@@ -221,3 +221,21 @@ def test_no_repeated_encoder_work(tiny, x0, monkeypatch):
     ed.edit(x0, [(net, -1.0)], t_edit=500, t_boost=0)  # the same images again: inversions from the cache
     assert rows[8:] == [2, 4, 4, 4] and ed.cache.hits == 2
     assert torch.allclose(res.x_T, ed.invert(x0))
+
+
+def test_grouped_options_equal_the_keywords(tiny, x0, editor):
+    """The editor's speed and inversion settings as objects, and an edit's phases as one Phases, give what the
+    same settings given one by one give; an unknown keyword is refused as a signature would."""
+    from asyrp_lib.core.pipeline import InversionOptions, SpeedOptions
+    from asyrp_lib.core.process import Phases
+
+    ed = AsyrpEditor(tiny, n_steps=STEPS, progress=False, speed=SpeedOptions(batch_size=1), cache_memory=7)
+    assert ed.batch_size == 1 and ed.cache.max_memory == 7 and ed.inversion == InversionOptions(cache_memory=7)
+    net = random_net(editor.h_shape, 3, tiny.model_id)
+    one = editor.edit(x0, [(net, 1.0)], t_edit=500, t_boost=250, eta_boost=0.0)
+    two = editor.edit(x0, [(net, 1.0)], phases=Phases(t_edit=500, t_boost=250, eta_boost=0.0))
+    torch.testing.assert_close(one.edited, two.edited)
+    with pytest.raises(TypeError, match="unexpected keyword.*t_edt"):
+        editor.edit(x0, [(net, 1.0)], t_edt=500, t_boost=250)
+    with pytest.raises(TypeError, match="unexpected keyword.*precison"):
+        AsyrpEditor(tiny, precison="bf16")

@@ -55,6 +55,8 @@ def test_edit_checked_keeps_passed_faces_and_re_edits_the_weak_ones_stronger(tmp
     # with a reference gain above every face's, all are retried; below all, none (and no batch is needed)
     assert retry.edit_checked(editor, x[:2], [(d, 1.0)], references=[1e3], **kw).retried.all()
     assert not retry.edit_checked(editor, x[:2], [(d, 1.0)], references=[-1e3], **kw).retried.any()
+    grouped = retry.edit_checked(editor, x, [(d, 1.0)], check=retry.CheckOptions(share=0.9), **kw)
+    assert torch.equal(grouped.weak, checked.weak) and torch.allclose(grouped.edited, checked.edited, atol=1e-5)
 
 
 def test_edit_checked_refuses_what_it_cannot_check(tmp_path, tiny):

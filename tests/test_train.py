@@ -129,6 +129,12 @@ def test_intervals_from_the_curves_cached_and_images_from_a_folder(tiny, x0, tmp
     again = find_intervals(tiny, x0, "face", "smiling face", **kw)
     assert again.cached and (again.t_edit, again.t_boost) == (first.t_edit, first.t_boost)
     assert again.lpips_x_pt == first.lpips_x_pt
+    from asyrp_lib.core.intervals import IntervalSettings
+    grouped = find_intervals(tiny, x0, "face", "smiling face", settings=IntervalSettings(0.1, 0.05, points=5),
+                             cache_dir=tmp_path / "iv", progress=False)
+    assert grouped.cached and grouped.lpips_x_pt == first.lpips_x_pt  # the same settings, the same cache entry
+    with pytest.raises(TypeError, match="unexpected keyword.*point"):
+        find_intervals(tiny, x0, point=5)
     # train without t_edit / t_boost: they come from the same (cached) intervals on the same images
     cfg = TrainConfig(n_steps=2, epochs=1, edit_lpips=0.1, boost_lpips=0.05, interval_points=5)
     res = train_direction(tiny, cfg, tmp_path / "out", images=folder, progress=False, cache_dir=tmp_path)
@@ -243,3 +249,22 @@ def test_bf16_training_is_close_to_fp32_and_keeps_f_t_in_fp32(tiny, x0, tmp_path
     more = train_direction(tiny, TrainConfig(**dict(cfg, epochs=2)), tmp_path / "bf16", resume=True,
                            images=x0, progress=False, cache_dir=tmp_path / "cache")
     assert DeltaNet.load(tmp_path / "bf16").metadata["training"]["precision"] == "fp32" and more.steps == 4
+
+
+def test_the_loss_settings_are_one_object_and_the_old_keywords_still_work():
+    from dataclasses import fields, replace
+
+    from asyrp_lib.core.loss import AsyrpLoss, LossSettings
+
+    assert {f.name for f in fields(LossSettings)} == {f.name for f in fields(AsyrpLoss)}
+    old = TrainConfig(lambda_l1=1.5, l1_spare=0.2, clip_loss_form="cosine")
+    new = TrainConfig(loss_settings=LossSettings(lambda_l1=1.5, l1_spare=0.2, clip_form="cosine"))
+    assert old == new and old.lambda_l1 == 1.5 and old.clip_loss_form == "cosine" and old.l1_target is None
+    assert replace(old, epochs=2).loss_settings == old.loss_settings and replace(old, lambda_l1=0.0).lambda_l1 == 0.0
+    flat = old.to_dict()  # the saved form: the loss's fields flat, as before
+    assert flat["lambda_l1"] == 1.5 and flat["clip_loss_form"] == "cosine" and "loss_settings" not in flat
+    assert TrainConfig.from_dict(flat) == old
+    assert TrainConfig.from_dict({"epochs": 1, "loss_settings": {"lambda_l1": 1.5, "l1_spare": 0.2,
+                                                                 "clip_form": "cosine"}}) == old
+    resolved = TrainConfig(lambda_l1=0.5, lr=0.01, t_edit=300, l1_spare=0.0, l1_target="unedited")
+    assert resolved.validate().loss == AsyrpLoss(lambda_l1=0.5, l1_target="unedited")

@@ -14,9 +14,10 @@ from typing import Sequence
 
 import torch
 
+from .._utils import grouped_options
 from ..toy.evaluate import SourceFaces, check_value, edit_metrics
 
-__all__ = ["compare_methods", "comparison_table", "comparison_verdict", "METHODS"]
+__all__ = ["compare_methods", "EditGoal", "MethodSettings", "comparison_table", "comparison_verdict", "METHODS"]
 
 
 _COLUMNS = (("success", "success", "{:.2f}"), ("others_kept", "others kept", "{:.2f}"), ("lpips", "LPIPS", "{:.3f}"),
@@ -162,28 +163,42 @@ def _f_t(st: _Setting, direction, kw):
                                                      t_edit=out.t_edit, t_boost=out.t_boost)
 
 
-def compare_methods(
-    profile,
-    oracle,
-    *,
-    train: SourceFaces,
-    test: SourceFaces,
-    attribute: str = "smile",
-    target_value: str = "smiling",
-    source: str = "face",
-    target: str = "smiling face",
-    t_edit: int,
-    n_steps: int | None = None,
-    delta_h: dict | None = None,
-    eps_shift: dict | None = None,
-    x_T: dict | None = None,
-    direction=None,
-    f_t: dict | None = None,
-    methods: Sequence[str] = METHODS,
-    progress: bool = True,
-) -> dict[str, dict]:
+@dataclass(frozen=True)
+class EditGoal:
+    """What the compared methods edit towards: the oracle's ``attribute`` = ``target_value`` (how success is
+    measured) and the prompt pair ``source`` → ``target`` (what the methods are told)."""
+
+    attribute: str = "smile"
+    target_value: str = "smiling"
+    source: str = "face"
+    target: str = "smiling face"
+
+
+@dataclass(frozen=True)
+class MethodSettings:
+    """How :func:`compare_methods` runs the methods: ``t_edit`` (required) and ``n_steps`` (default the
+    profile's) shared by all; ``methods`` (names from :data:`METHODS`); each method's own keyword arguments:
+    ``delta_h`` (of :func:`asyrp_lib.core.editing.optimize_global_delta_h`), ``eps_shift`` (of
+    :func:`asyrp_lib.core.naive.epsilon_shift_edit`), ``x_T`` (of :func:`asyrp_lib.core.naive.optimize_xT`), ``f_t``
+    (TrainConfig fields), or a trained ``direction`` (folder or DeltaNet) instead of training f_t."""
+
+    t_edit: int | None = None
+    n_steps: int | None = None
+    methods: Sequence[str] = METHODS
+    delta_h: dict | None = None
+    eps_shift: dict | None = None
+    x_T: dict | None = None
+    direction: object = None
+    f_t: dict | None = None
+
+
+def compare_methods(profile, oracle, *, train: SourceFaces, test: SourceFaces, goal: EditGoal | None = None,
+                    settings: MethodSettings | None = None, progress: bool = True, **keywords) -> dict[str, dict]:
     """Edit the ``test`` faces with each method and measure them with :func:`edit_metrics`.
 
+    ``goal`` (:class:`EditGoal`: attribute, target_value, source, target) and ``settings`` (:class:`MethodSettings`:
+    t_edit, n_steps, methods and each method's keyword arguments); each field of either may also be given by name
+    (``t_edit=300, eps_shift={"epochs": 2}``).
     The global Δh (``delta_h``: keyword arguments of :func:`asyrp_lib.core.editing.optimize_global_delta_h`) and Δε
     (``eps_shift``: of :func:`asyrp_lib.core.naive.epsilon_shift_edit`) are optimised on the ``train`` faces and
     applied to the ``test`` faces; "Δh symmetric" applies the same Δh in both P_t and D_t. x_T optimisation
@@ -196,35 +211,52 @@ def compare_methods(
     ``train_seconds`` and ``edit_seconds_per_image`` (inversion included); "Δh asymmetric (train faces)"
     measures the Δh on the faces it was optimised on.
     """
-    from ..core import ddim, editing
-
-    bad = [m for m in methods if m not in METHODS]
+    g = grouped_options("compare_methods", keywords, {"goal": (EditGoal, goal), "settings": (MethodSettings, settings)})
+    goal, s = g["goal"], g["settings"]
+    if s.t_edit is None:
+        raise TypeError("compare_methods() missing the keyword argument t_edit (or settings=MethodSettings(t_edit=…))")
+    bad = [m for m in s.methods if m not in METHODS]
     if bad:
         raise ValueError(f"methods: expected names from {METHODS}, got {bad}")
-    check_value(attribute, target_value, "target_value")
+    check_value(goal.attribute, goal.target_value, "target_value")
+    st = _setting(profile, train, test, goal, s, progress)
+    results: dict[str, dict] = {}
+    for run in _runs(st, s):
+        for name, edited, images, extra in run:
+            results[name] = {**edit_metrics(images, edited, attribute=goal.attribute, target_value=goal.target_value,
+                                            oracle=oracle, lpips=profile.lpips, clip_loss=st.clip_loss), **extra}
+    return results
+
+
+def _setting(profile, train: SourceFaces, test: SourceFaces, goal: EditGoal, s: MethodSettings,
+             progress: bool) -> _Setting:
+    """The test faces inverted once on the shared schedule, and what every method shares."""
+    from ..core import ddim, editing
+
     dev = profile.device
-    ts = editing.schedule_steps(profile, n_steps)
+    ts = editing.schedule_steps(profile, s.n_steps)
     x_test = test.images.to(dev)
     t0 = time.perf_counter()
     x_T_test = ddim.invert(profile.unet, x_test, ts, profile.schedule, progress=progress,
                            refine=getattr(profile, "invert_refine", 0))
-    st = _Setting(profile=profile, x_train=train.images.to(dev), x_test=x_test, x_T_test=x_T_test, ts=ts,
-                  invert_seconds=time.perf_counter() - t0, source=source, target=target, t_edit=t_edit,
-                  n_steps=n_steps, clip_loss=editing.make_clip_loss(profile, source, target), progress=progress)
+    return _Setting(profile=profile, x_train=train.images.to(dev), x_test=x_test, x_T_test=x_T_test, ts=ts,
+                    invert_seconds=time.perf_counter() - t0, source=goal.source, target=goal.target, t_edit=s.t_edit,
+                    n_steps=s.n_steps, clip_loss=editing.make_clip_loss(profile, goal.source, goal.target),
+                    progress=progress)
+
+
+def _runs(st: _Setting, s: MethodSettings) -> list:
+    """The chosen methods' runs, in the table's order (each yields its rows)."""
+    methods = s.methods
     runs = []
     if "reconstruction" in methods:
         runs.append(_reconstruction(st, None))
     if "x_T optimisation" in methods:
-        runs.append(_x_T_optimisation(st, x_T))
+        runs.append(_x_T_optimisation(st, s.x_T))
     if "ε-shift" in methods:
-        runs.append(_eps_shift(st, eps_shift))
+        runs.append(_eps_shift(st, s.eps_shift))
     if "Δh symmetric" in methods or "Δh asymmetric" in methods:
-        runs.append(_global_delta_h(st, delta_h, methods))
+        runs.append(_global_delta_h(st, s.delta_h, methods))
     if "Asyrp (f_t)" in methods:
-        runs.append(_f_t(st, direction, f_t))
-    results: dict[str, dict] = {}
-    for run in runs:
-        for name, edited, images, extra in run:
-            results[name] = {**edit_metrics(images, edited, attribute=attribute, target_value=target_value,
-                                            oracle=oracle, lpips=profile.lpips, clip_loss=st.clip_loss), **extra}
-    return results
+        runs.append(_f_t(st, s.direction, s.f_t))
+    return runs

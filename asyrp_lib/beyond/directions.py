@@ -49,10 +49,11 @@ from typing import Callable, Sequence
 
 import torch
 
+from .._utils import grouped_options
 from ..core import ddim
 from ..toy import evaluate as ev
 from ..core.pipeline import MAX_STRENGTH, AsyrpEditor, check_strength
-from ..core.process import DeltaH, EpsShift, run_process
+from ..core.process import DeltaH, EpsShift, Phases, run_process
 from ..toy.toyattributes import ATTRIBUTES
 
 __all__ = ["EpsSteps", "StepRecord", "Copies", "run_copies", "Sweep", "strength_sweep", "Curve", "read_attribute",
@@ -139,19 +140,23 @@ def _as_edit(editor: AsyrpEditor, spec):
     return DeltaH([(d.f, d.strength) for d in dirs]), dirs
 
 
-def run_copies(editor: AsyrpEditor, images: torch.Tensor, copies: Sequence, *, t_edit: int | None = None,
-               t_boost: int | None = None, eta_boost: float = 0.0, seed: int = 0, record: bool = False,
-               batch_size: int | None = None) -> Copies:
+def run_copies(editor: AsyrpEditor, images: torch.Tensor, copies: Sequence, *, phases: Phases | None = None,
+               seed: int = 0, record: bool = False, batch_size: int | None = None, **keywords) -> Copies:
     """Edit ``images`` (N, 3, S, S) once per entry of ``copies`` (see the module docstring for what an entry may
     be) and return them all as ``Copies.images`` (K, N, 3, S, S).
 
+    ``phases`` (:class:`~asyrp_lib.core.process.Phases`, asymmetric steps only), or its fields by name:
     ``t_edit``/``t_boost``: as :meth:`AsyrpEditor.edit` (default: the editor's, else the first direction
-    checkpoint's). ``eta_boost``: η below t_boost (0: deterministic, all copies in one batch; > 0: one run per
-    copy, each from the same ``seed``). ``record``: also return what each edit did at each step
+    checkpoint's). ``eta_boost``: η below t_boost (here 0 by default: deterministic, all copies in one batch;
+    > 0: one run per copy, each from the same ``seed``). ``record``: also return what each edit did at each step
     (:class:`StepRecord`: Δh_t and the size of the ε change it caused). ``batch_size``: the most rows (copies ×
     faces) in one run of the U-Net (default: twice the editor's :attr:`~AsyrpEditor.batch_size`, its memory
     budget of an edited and a reconstruction row per image).
     """
+    phases = grouped_options("run_copies", keywords, {"phases": (Phases, phases or Phases(eta_boost=0.0))})["phases"]
+    if not phases.asymmetric:
+        raise ValueError("phases: run_copies takes asymmetric steps only")
+    t_edit, t_boost, eta_boost = phases.t_edit, phases.t_boost, phases.eta_boost
     if not isinstance(copies, (list, tuple)) or not copies:
         raise ValueError("copies: expected a non-empty list of edits (None, directions, a DeltaH or an EpsSteps)")
     if not 0.0 <= float(eta_boost) <= 1.0:

@@ -43,7 +43,7 @@ only on the faces where a weaker edit still reaches the target.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Sequence
 
 import torch
@@ -53,7 +53,7 @@ from .._utils import check_number, check_share
 from ..core.delta_net import DeltaNet
 from ..core.pipeline import MAX_STRENGTH
 
-__all__ = ["CheckedEdit", "clip_gain", "weak_faces", "edit_checked", "DEFAULT_FACTOR", "DEFAULT_SHARE", "MIN_BATCH",
+__all__ = ["CheckedEdit", "CheckOptions", "clip_gain", "weak_faces", "edit_checked", "DEFAULT_FACTOR", "DEFAULT_SHARE", "MIN_BATCH",
            "DEFAULT_TRIES_KEEP", "MAX_TRIES"]
 
 #: Strength multiplier of the retry.
@@ -192,12 +192,29 @@ def _readings(units: torch.Tensor, groups) -> torch.Tensor:
     return torch.stack([(units @ g.to(units.device).T).argmax(dim=1).cpu() for _, g in groups], dim=1)
 
 
-def edit_checked(editor, images: torch.Tensor, directions, *, factor: float = DEFAULT_FACTOR,
-                 share: float = DEFAULT_SHARE, references: Sequence[float] | None = None, keep=None,
-                 tries: int | None = None, generator: torch.Generator | None = None, **edit_kwargs) -> CheckedEdit:
+@dataclass(frozen=True)
+class CheckOptions:
+    """The CLIP check of :func:`edit_checked`: ``factor`` (the strength multiplier of a retry, above 1), ``share``
+    (a face is weak below this share of the typical gain), ``references`` (the typical gain per direction;
+    default each direction's median over the batch), ``keep`` (``{attribute: [prompt, …]}``: also check that these
+    attributes stay), ``tries`` (edits more per face; default 3 with ``keep``, else 1)."""
+
+    factor: float = DEFAULT_FACTOR
+    share: float = DEFAULT_SHARE
+    references: Sequence[float] | None = None
+    keep: dict | None = None
+    tries: int | None = None
+
+
+_CHECK_FIELDS = frozenset(f.name for f in fields(CheckOptions))
+
+
+def edit_checked(editor, images: torch.Tensor, directions, *, check: CheckOptions | None = None,
+                 generator: torch.Generator | None = None, **keywords) -> CheckedEdit:
     """Edit ``images`` with ``directions`` (as :meth:`AsyrpEditor.edit <asyrp_lib.core.pipeline.AsyrpEditor.edit>`), then
     edit the faces CLIP finds weak once more with those directions' strengths × ``factor`` (module docstring).
 
+    ``check``: a :class:`CheckOptions`, whose fields may also be given by name (``factor=2.0, keep=…``).
     ``keep``: ``{attribute: [prompt, …]}`` (e.g. ``editor.profile.keep_prompts``): CLIP also reads each of these
     attributes (the nearest prompt of each group) on the source and the edit, leaving out the groups of the edited
     attributes, and a face whose reading changed is edited again *weaker* (÷ ``factor``); a face that is weak goes
@@ -210,6 +227,48 @@ def edit_checked(editor, images: torch.Tensor, directions, *, factor: float = DE
     at least :data:`MIN_BATCH` images). ``generator`` draws the boosting noise of every pass. Other keyword
     arguments go to :meth:`edit`; ``keep_previews`` is not supported. The returned ``result.reconstruction`` is the
     first pass's."""
+    check = replace(check or CheckOptions(), **{k: v for k, v in keywords.items() if k in _CHECK_FIELDS})
+    edit_kwargs = {k: v for k, v in keywords.items() if k not in _CHECK_FIELDS}
+    dirs = _checked_inputs(editor, images, directions, check, edit_kwargs)
+    encoder = editor.profile.clip
+    prompts = [_prompt_embeddings(encoder, d) for d in dirs]  # before editing: fail fast
+    groups = None if check.keep is None else _keep_groups(encoder, check.keep, prompts)
+    tries = check.tries if check.tries is not None else (DEFAULT_TRIES_KEEP if groups else 1)
+    first = editor.edit(images, [(d.source, d.strength) for d in dirs], generator=generator, **edit_kwargs)
+    units_source, units_edit = _image_units(encoder, first.source), _image_units(encoder, first.edited)  # once
+    judge = _Judge(dirs, prompts, groups, units_source)
+    gains, changed = judge(units_source, units_edit, judge.read_source)
+    weak_cols, medians = [], []
+    for j in range(len(dirs)):
+        mask, ref = weak_faces(gains[:, j], check.share, None if check.references is None else check.references[j])
+        weak_cols.append(mask)
+        medians.append(ref)
+    weak = torch.stack(weak_cols, dim=1)
+    search = _Search.start(dirs, weak, changed, first.edited)
+    thresholds = torch.tensor([float(check.share) * m for m in medians])
+    retry_kwargs = {**edit_kwargs, "reconstruct": False}
+    for _ in range(tries):
+        active = search.step(float(check.factor))
+        if active is None:
+            break
+        for pattern in sorted({tuple(row.tolist()) for row in search.mult[active]}):
+            idx = (active & (search.mult == torch.tensor(pattern, dtype=torch.float64)).all(dim=1)).nonzero().flatten()
+            pairs = [(d.source, d.strength * m) for d, m in zip(dirs, pattern)]
+            again = editor.edit(images[idx.to(images.device)], pairs, generator=generator, **retry_kwargs)
+            g, ch = judge(units_source[idx.to(units_source.device)], _image_units(encoder, again.edited),
+                          judge.read_source[idx])
+            search.record(idx, again.edited, g < thresholds, ch, keep_better=groups is not None)
+    first_edited, first.edited = first.edited, search.edited
+    return CheckedEdit(result=first, first_edited=first_edited, gains=gains, weak=weak, median_gains=medians,
+                       factor=float(check.factor), share=float(check.share), changed=changed if groups else None,
+                       kept=[name for name, _ in groups] if groups else [], extra=search.extra,
+                       multipliers=search.chosen_mult.float(), final_weak=search.final_weak,
+                       final_changed=search.final_changed if groups else None)
+
+
+def _checked_inputs(editor, images, directions, check: CheckOptions, edit_kwargs: dict) -> list:
+    """The directions of :func:`edit_checked`, every argument checked before any editing."""
+    factor, tries, references = check.factor, check.tries, check.references
     if check_number(factor, "factor") <= 1.0:
         raise ValueError(f"factor: expected a strength multiplier above 1, got {factor!r}")
     if tries is not None and (isinstance(tries, bool) or not isinstance(tries, int) or not 1 <= tries <= MAX_TRIES):
@@ -227,76 +286,82 @@ def edit_checked(editor, images: torch.Tensor, directions, *, factor: float = DE
         if abs(d.strength * float(factor)) > MAX_STRENGTH:
             raise ValueError(f"factor: the retry would edit with {d.name} at {float(factor):g} × {d.strength:g} = "
                              f"{d.strength * float(factor):g}, beyond the largest strength, {MAX_STRENGTH:g}")
-    encoder = editor.profile.clip
-    prompts = [_prompt_embeddings(encoder, d) for d in dirs]  # before editing: fail fast
-    groups = None if keep is None else _keep_groups(encoder, keep, prompts)
-    tries = tries if tries is not None else (DEFAULT_TRIES_KEEP if groups else 1)
-    first = editor.edit(images, [(d.source, d.strength) for d in dirs], generator=generator, **edit_kwargs)
-    units_source, units_edit = _image_units(encoder, first.source), _image_units(encoder, first.edited)  # once
+    return dirs
 
-    def judge(src_units, edit_units, read_src):
-        g = torch.stack([_gain(src_units, edit_units, ts, tt, d.strength) for d, (ts, tt) in zip(dirs, prompts)],
-                        dim=1)
-        changed = (_readings(edit_units, groups or []) != read_src).sum(dim=1)
+
+class _Judge:
+    """Each direction's CLIP gain on some faces, and how many kept attributes' readings changed."""
+
+    def __init__(self, dirs, prompts, groups, units_source):
+        self.dirs, self.prompts, self.groups = dirs, prompts, groups or []
+        self.read_source = _readings(units_source, self.groups)
+
+    def __call__(self, src_units, edit_units, read_src):
+        g = torch.stack([_gain(src_units, edit_units, ts, tt, d.strength)
+                         for d, (ts, tt) in zip(self.dirs, self.prompts)], dim=1)
+        changed = (_readings(edit_units, self.groups) != read_src).sum(dim=1)
         return g, changed
 
-    read_source = _readings(units_source, groups or [])
-    gains, changed = judge(units_source, units_edit, read_source)
-    weak_cols, medians = [], []
-    for j in range(len(dirs)):
-        mask, ref = weak_faces(gains[:, j], share, None if references is None else references[j])
-        weak_cols.append(mask)
-        medians.append(ref)
-    weak = torch.stack(weak_cols, dim=1)
-    thresholds = torch.tensor([float(share) * m for m in medians])
-    n, n_dirs = weak.shape
-    strengths = torch.tensor([d.strength for d in dirs], dtype=torch.float64)
-    caps = MAX_STRENGTH / strengths.abs()  # the largest multiplier per direction
-    mult = torch.ones(n, n_dirs, dtype=torch.float64)
-    lo = torch.full((n, n_dirs), float("nan"), dtype=torch.float64)
-    hi = lo.clone()
-    chosen_mult, extra = mult.clone(), torch.zeros(n, dtype=torch.long)
-    cur_weak, cur_changed = weak.clone(), changed.clone()
-    final_weak, final_changed = weak.clone(), changed.clone()
-    edited = first.edited.clone()
-    retry_kwargs = {**edit_kwargs, "reconstruct": False}
-    for _ in range(tries):
-        failing = cur_weak.any(dim=1) | (cur_changed > 0)
-        new = mult.clone()
+
+@dataclass
+class _Search:
+    """The search over each face's strength multipliers (faces × directions): the latest ones, their bracket
+    (``lo``: weak there, ``hi``: changed too much there), the latest and the kept verdicts, the kept edits."""
+
+    mult: torch.Tensor
+    lo: torch.Tensor
+    hi: torch.Tensor
+    caps: torch.Tensor  # the largest multiplier per direction
+    chosen_mult: torch.Tensor
+    extra: torch.Tensor  # edits more per face
+    cur_weak: torch.Tensor
+    cur_changed: torch.Tensor
+    final_weak: torch.Tensor
+    final_changed: torch.Tensor
+    edited: torch.Tensor
+
+    @classmethod
+    def start(cls, dirs, weak: torch.Tensor, changed: torch.Tensor, edited: torch.Tensor) -> "_Search":
+        n, n_dirs = weak.shape
+        strengths = torch.tensor([d.strength for d in dirs], dtype=torch.float64)
+        mult = torch.ones(n, n_dirs, dtype=torch.float64)
+        lo = torch.full((n, n_dirs), float("nan"), dtype=torch.float64)
+        return cls(mult=mult, lo=lo, hi=lo.clone(), caps=MAX_STRENGTH / strengths.abs(), chosen_mult=mult.clone(),
+                   extra=torch.zeros(n, dtype=torch.long), cur_weak=weak.clone(), cur_changed=changed.clone(),
+                   final_weak=weak.clone(), final_changed=changed.clone(), edited=edited.clone())
+
+    def step(self, factor: float):
+        """The next multipliers of the failing faces (stronger if weak, weaker if changed, halfway once both);
+        returns the mask of the faces to edit again, or ``None`` when none moves."""
+        failing = self.cur_weak.any(dim=1) | (self.cur_changed > 0)
+        new = self.mult.clone()
         for i in failing.nonzero().flatten().tolist():
-            for j in range(n_dirs):
-                if cur_changed[i] > 0:
-                    hi[i, j], up = mult[i, j], False
-                elif cur_weak[i, j]:
-                    lo[i, j], up = mult[i, j], True
+            for j in range(self.mult.shape[1]):
+                if self.cur_changed[i] > 0:
+                    self.hi[i, j], up = self.mult[i, j], False
+                elif self.cur_weak[i, j]:
+                    self.lo[i, j], up = self.mult[i, j], True
                 else:
                     continue
-                if not (torch.isnan(lo[i, j]) or torch.isnan(hi[i, j])):
-                    m = torch.sqrt(lo[i, j] * hi[i, j])
+                if not (torch.isnan(self.lo[i, j]) or torch.isnan(self.hi[i, j])):
+                    m = torch.sqrt(self.lo[i, j] * self.hi[i, j])
                 else:
-                    m = mult[i, j] * factor if up else mult[i, j] / factor
-                new[i, j] = min(float(m), float(caps[j]))
-        active = failing & (new != mult).any(dim=1)
+                    m = self.mult[i, j] * factor if up else self.mult[i, j] / factor
+                new[i, j] = min(float(m), float(self.caps[j]))
+        active = failing & (new != self.mult).any(dim=1)
         if not active.any():
-            break
-        mult[active] = new[active]
-        for pattern in sorted({tuple(row.tolist()) for row in mult[active]}):
-            idx = (active & (mult == torch.tensor(pattern, dtype=torch.float64)).all(dim=1)).nonzero().flatten()
-            pairs = [(d.source, d.strength * m) for d, m in zip(dirs, pattern)]
-            again = editor.edit(images[idx.to(images.device)], pairs, generator=generator, **retry_kwargs)
-            g, ch = judge(units_source[idx.to(units_source.device)], _image_units(encoder, again.edited),
-                          read_source[idx])
-            w = g < thresholds
-            for k, i in enumerate(idx.tolist()):
-                better = (int(w[k].sum()), int(ch[k])) <= (int(final_weak[i].sum()), int(final_changed[i]))
-                if groups is None or better:  # without keep, the retry is kept (one try)
-                    edited[i] = again.edited[k].to(edited.device)
-                    chosen_mult[i], final_weak[i], final_changed[i] = mult[i], w[k], ch[k]
-                cur_weak[i], cur_changed[i] = w[k], ch[k]
-                extra[i] += 1
-    first_edited, first.edited = first.edited, edited
-    return CheckedEdit(result=first, first_edited=first_edited, gains=gains, weak=weak, median_gains=medians,
-                       factor=float(factor), share=float(share), changed=changed if groups else None,
-                       kept=[name for name, _ in groups] if groups else [], extra=extra,
-                       multipliers=chosen_mult.float(), final_weak=final_weak,
-                       final_changed=final_changed if groups else None)
+            return None
+        self.mult[active] = new[active]
+        return active
+
+    def record(self, idx, edited, weak, changed, *, keep_better: bool) -> None:
+        """The verdicts of the faces ``idx`` edited again; a new edit is kept when no worse (``keep_better``) or
+        always (without it: the one retry)."""
+        for k, i in enumerate(idx.tolist()):
+            better = (int(weak[k].sum()), int(changed[k])) <= (int(self.final_weak[i].sum()),
+                                                                int(self.final_changed[i]))
+            if not keep_better or better:
+                self.edited[i] = edited[k].to(self.edited.device)
+                self.chosen_mult[i], self.final_weak[i], self.final_changed[i] = self.mult[i], weak[k], changed[k]
+            self.cur_weak[i], self.cur_changed[i] = weak[k], changed[k]
+            self.extra[i] += 1

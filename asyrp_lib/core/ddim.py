@@ -166,16 +166,15 @@ def ddim_step(
     alpha_prev: Tensorish,
     *,
     eta: float = 0.0,
-    noise: torch.Tensor | None = None,
+    noise: torch.Tensor | torch.Generator | None = None,
     eps_direction: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
     clip_sample: bool = False,
 ) -> DDIMStepOutput:
     """x_{t-1} = sqrt(ᾱ_{t-1}) · P_t(eps) + D_t(eps_direction) + σ_t · noise   (eq. 2, eq. 4).
 
     ``eps`` feeds P_t; ``eps_direction`` (default ``eps``) feeds D_t. Passing an edited ε as ``eps``
-    and the original as ``eps_direction`` is Asyrp's asymmetric step. With η > 0 the noise is
-    ``noise`` if given, else drawn from ``generator``. ``clip_sample``: clamp P_t to [-1, 1] before
+    and the original as ``eps_direction`` is Asyrp's asymmetric step. With η > 0 the noise z is ``noise`` when
+    it is a tensor, else drawn from it when it is a ``torch.Generator`` (``None``: the global one). ``clip_sample``: clamp P_t to [-1, 1] before
     x_{t-1} is formed (D_t keeps the model's ε, as ``diffusers.DDIMScheduler`` does by default).
     """
     if x_t.shape != eps.shape:
@@ -190,8 +189,8 @@ def ddim_step(
         p_t = p_t.clamp(-1.0, 1.0)
     x_prev = _as_factor(alpha_prev, x_t).sqrt() * p_t + direction_to_xt(eps_direction, alpha_prev, sigma)
     if eta > 0:
-        if noise is None:
-            noise = torch.randn(x_t.shape, generator=generator, device="cpu" if generator is None else generator.device,
+        if noise is None or isinstance(noise, torch.Generator):
+            noise = torch.randn(x_t.shape, generator=noise, device="cpu" if noise is None else noise.device,
                                 dtype=x_t.dtype).to(x_t.device)
         elif noise.shape != x_t.shape:
             raise ValueError(f"noise: expected shape {tuple(x_t.shape)}, got {tuple(noise.shape)}")
@@ -296,7 +295,7 @@ def sample_steps(
     with torch.no_grad():
         for t, t_prev in progress_bar(list(zip(ts, previous_timesteps(ts))), enabled=progress, desc="DDIM sampling"):
             eps = model_eps(unet, x, t)
-            out = ddim_step(x, eps, schedule.alpha(t), schedule.alpha(t_prev), eta=eta, generator=generator,
+            out = ddim_step(x, eps, schedule.alpha(t), schedule.alpha(t_prev), eta=eta, noise=generator,
                             clip_sample=clip)
             out.t = t
             x = out.x_prev

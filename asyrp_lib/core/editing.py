@@ -42,7 +42,7 @@ from typing import Sequence
 import torch
 
 from . import ddim
-from .._utils import check_images, check_int, check_number, check_timestep, progress_bar
+from .._utils import check_images, check_int, check_number, check_timestep, grouped_options, progress_bar
 from .hspace import h_shape
 from .loss import AsyrpLoss, loss_step, resolve_loss
 from .process import DeltaH, reverse_process, run_process
@@ -59,6 +59,7 @@ __all__ = [
     "as_model_input",
     "prepare_edit",
     "EditProblem",
+    "Optimisation",
 ]
 
 
@@ -143,6 +144,24 @@ def make_clip_loss(profile, source: str, target: str, clip_loss=None):
 # --------------------------------------------------------------------------------------------
 # Optimising an edit with the Asyrp loss
 # --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Optimisation:
+    """How an optimised edit (global Δh, Δε) learns: ``epochs`` (passes over the images and the edit steps),
+    ``lr`` (Adam's step size, one step per batch and timestep), ``loss`` (the settings of the loss,
+    :class:`~asyrp_lib.core.loss.AsyrpLoss`; default its defaults), ``lambda_l1`` (replaces the loss's λ_L1 when
+    given), ``clip_loss`` (a ready :class:`~asyrp_lib.core.clip_loss.DirectionalCLIPLoss`; default built from the
+    prompts), ``batch_size`` (images per step; default all), ``asymmetric`` (train along the asymmetric trajectory,
+    eq. 4–5, or the symmetric one)."""
+
+    epochs: int = 10
+    lr: float = 0.05
+    loss: AsyrpLoss | None = None
+    lambda_l1: float | None = None
+    clip_loss: object = None
+    batch_size: int | None = None
+    asymmetric: bool = True
+
+
 @dataclass
 class EditProblem:
     """What an optimised edit starts from, checked: the images, the loss and the schedule."""
@@ -152,40 +171,41 @@ class EditProblem:
     loss: AsyrpLoss
     timesteps: list[int]
     edit_timesteps: list[int]
+    t_edit: int = 0
 
 
-def prepare_edit(profile, x0, source: str, target: str, *, t_edit: int, n_steps, epochs: int, lr: float,
-                 lambda_l1, loss, batch_size, clip_loss) -> EditProblem:
+def prepare_edit(profile, x0, source: str, target: str, *, t_edit: int, n_steps, optim: Optimisation) -> EditProblem:
     """Check the arguments shared by every optimised edit (global Δh, Δε) and build its loss and schedule."""
-    check_int(epochs, "epochs")
-    check_number(lr, "lr", positive=True)
-    if batch_size is not None:
-        check_int(batch_size, "batch_size")
+    check_int(optim.epochs, "epochs")
+    check_number(optim.lr, "lr", positive=True)
+    if optim.batch_size is not None:
+        check_int(optim.batch_size, "batch_size")
     ts = schedule_steps(profile, n_steps)
-    return EditProblem(x0=as_model_input(profile, x0, "x0"), clip_loss=make_clip_loss(profile, source, target, clip_loss),
-                       loss=resolve_loss(loss, lambda_l1), timesteps=ts,
-                       edit_timesteps=edit_timesteps(ts, t_edit, profile.schedule.num_train_timesteps))
+    return EditProblem(x0=as_model_input(profile, x0, "x0"),
+                       clip_loss=make_clip_loss(profile, source, target, optim.clip_loss),
+                       loss=resolve_loss(optim.loss, optim.lambda_l1), timesteps=ts,
+                       edit_timesteps=edit_timesteps(ts, t_edit, profile.schedule.num_train_timesteps),
+                       t_edit=int(t_edit))
 
 
-def optimise_edit(profile, x0: torch.Tensor, x_T: torch.Tensor, edit, params: Sequence[torch.Tensor], *, clip_loss,
-                  timesteps: Sequence[int], t_edit: int, epochs: int, lr: float, loss: AsyrpLoss | None = None,
-                  asymmetric: bool = True, batch_size: int | None = None, progress: bool = True,
-                  desc: str = "optimising the edit") -> dict:
-    """Optimise ``params`` (those of ``edit``, an edit of :mod:`asyrp_lib.core.process`) with the loss of
-    :mod:`asyrp_lib.core.loss`, one Adam step per batch and edit step; returns the per-epoch mean losses."""
-    loss = loss if loss is not None else AsyrpLoss()
-    opt = torch.optim.Adam(list(params), lr=lr)
+def optimise_edit(profile, problem: EditProblem, x_T: torch.Tensor, edit, params: Sequence[torch.Tensor],
+                  optim: Optimisation, *, progress: bool = True, desc: str = "optimising the edit") -> dict:
+    """Optimise ``params`` (those of ``edit``, an edit of :mod:`asyrp_lib.core.process`) on ``problem`` (from
+    :func:`prepare_edit`, whose loss it takes) as ``optim`` says, one Adam step per batch and edit step; returns
+    the per-epoch mean losses."""
+    x0, loss, clip_loss = problem.x0, problem.loss, problem.clip_loss
+    opt = torch.optim.Adam(list(params), lr=optim.lr)
     n = x0.shape[0]
-    bs = n if batch_size is None else int(batch_size)
+    bs = n if optim.batch_size is None else int(optim.batch_size)
     with torch.no_grad():
         src_embeds = torch.cat([clip_loss.encoder.encode_image(x0[i:i + bs]) for i in range(0, n, bs)])
     hist = {"losses": [], "clip_losses": [], "l1_losses": []}
-    for _ in (bar := progress_bar(range(epochs), enabled=progress, desc=desc)):
+    for _ in (bar := progress_bar(range(optim.epochs), enabled=progress, desc=desc)):
         sums, count = {"loss": 0.0, "clip": 0.0, "l1": 0.0}, 0
         for b in range(0, n, bs):
-            for step in reverse_process(profile.hspace, x_T[b:b + bs], timesteps, profile.schedule, edit=edit,
-                                        t_edit=t_edit, asymmetric=asymmetric, grad=True, until_edit_done=True,
-                                        reconstruct=loss.needs_reconstruction):
+            for step in reverse_process(profile.hspace, x_T[b:b + bs], problem.timesteps, profile.schedule, edit=edit,
+                                        t_edit=problem.t_edit, asymmetric=optim.asymmetric, grad=True,
+                                        until_edit_done=True, reconstruct=loss.needs_reconstruction):
                 if step.phase == "done":
                     break
                 values = loss_step(step, loss, clip_loss, src_embeds[b:b + bs], opt, params, where=f"t = {step.t}")
@@ -216,37 +236,22 @@ def _check_delta_h(delta_h, profile, image_size: int, n_edit: int) -> torch.Tens
     return delta_h
 
 
-def optimize_global_delta_h(
-    profile,
-    x0: torch.Tensor,
-    source: str,
-    target: str,
-    *,
-    t_edit: int,
-    n_steps: int | None = None,
-    epochs: int = 10,
-    lr: float = 0.05,
-    lambda_l1: float | None = None,
-    loss: AsyrpLoss | None = None,
-    per_timestep: bool = False,
-    asymmetric: bool = True,
-    batch_size: int | None = None,
-    clip_loss=None,
-    progress: bool = True,
-) -> DeltaHResult:
+def optimize_global_delta_h(profile, x0: torch.Tensor, source: str, target: str, *, t_edit: int,
+                            n_steps: int | None = None, optim: Optimisation | None = None, **keywords) -> DeltaHResult:
     """Optimise one Δh of h's shape (or one per edit step) that edits every image of ``x0`` from source to target.
 
     ``profile``: a :class:`asyrp_lib.models.profiles.Profile` (``unet``, ``schedule``, ``hspace``, ``clip``);
     ``x0``: source images (N, 3, H, W) in [-1, 1]; ``t_edit``: the edit acts for t ≥ t_edit (eq. 6);
-    ``n_steps``: DDIM steps (default: the profile's); ``epochs``: passes over the images and the edit steps,
-    with one Adam step (``lr``) per batch and timestep; ``loss``: the settings of the loss
-    (:class:`asyrp_lib.core.loss.AsyrpLoss`, default: its defaults), ``lambda_l1`` overriding its λ_L1;
-    ``asymmetric``: train along the asymmetric (eq. 4/5) or the symmetric trajectory; ``clip_loss``: a
-    ready :class:`asyrp_lib.core.clip_loss.DirectionalCLIPLoss` (default: built from the prompts).
+    ``n_steps``: DDIM steps (default: the profile's); ``optim``: how it learns (:class:`Optimisation`: epochs,
+    lr, loss, lambda_l1, clip_loss, batch_size, asymmetric), each of whose fields may also be given by name
+    (``epochs=3, lr=0.1``). Also by name: ``per_timestep`` (one Δh per edit step) and ``progress``.
     """
+    g = grouped_options("optimize_global_delta_h", keywords, {"optim": (Optimisation, optim)},
+                        also=("per_timestep", "progress"))
+    optim, per_timestep, progress = g["optim"], g.get("per_timestep", False), g.get("progress", True)
+    asymmetric = optim.asymmetric
     t0 = time.perf_counter()
-    pb = prepare_edit(profile, x0, source, target, t_edit=t_edit, n_steps=n_steps, epochs=epochs, lr=lr,
-                      lambda_l1=lambda_l1, loss=loss, batch_size=batch_size, clip_loss=clip_loss)
+    pb = prepare_edit(profile, x0, source, target, t_edit=t_edit, n_steps=n_steps, optim=optim)
     x0, ts, ets = pb.x0, pb.timesteps, pb.edit_timesteps
     shape = h_shape(profile.unet, x0.shape[-1])
     delta_h = torch.zeros((len(ets) if per_timestep else 1, *shape), device=x0.device, dtype=x0.dtype,
@@ -254,9 +259,8 @@ def optimize_global_delta_h(
     x_T = ddim.invert(profile.unet, x0, ts, profile.schedule, progress=progress,
                       refine=getattr(profile, "invert_refine", 0))
     t1 = time.perf_counter()
-    hist = optimise_edit(profile, x0, x_T, DeltaH(delta_h), [delta_h], clip_loss=pb.clip_loss, timesteps=ts,
-                         t_edit=t_edit, epochs=epochs, lr=lr, loss=pb.loss, asymmetric=asymmetric,
-                         batch_size=batch_size, progress=progress, desc="optimising Δh")
+    hist = optimise_edit(profile, pb, x_T, DeltaH(delta_h), [delta_h], optim, progress=progress,
+                         desc="optimising Δh")
     t2 = time.perf_counter()
     dh = delta_h.detach()
     images, _, _ = run_process(profile.hspace, x_T, ts, profile.schedule, edit=DeltaH(dh), t_edit=t_edit,
@@ -266,25 +270,18 @@ def optimize_global_delta_h(
                         optimise_seconds=t2 - t1, **hist)
 
 
-def apply_delta_h(
-    profile,
-    x_T: torch.Tensor,
-    delta_h: torch.Tensor,
-    *,
-    t_edit: int,
-    n_steps: int | None = None,
-    asymmetric: bool = True,
-    strength: float = 1.0,
-    keep_previews: bool = False,
-    progress: bool = True,
-) -> EditOutput:
+def apply_delta_h(profile, x_T: torch.Tensor, delta_h: torch.Tensor, *, t_edit: int, n_steps: int | None = None,
+                  strength: float = 1.0, progress: bool = True, **keywords) -> EditOutput:
     """Run the reverse process from ``x_T`` with h + strength·Δh for t ≥ t_edit, plain DDIM (η = 0) after.
 
     ``asymmetric=True``: the edited ε feeds P_t only (eq. 4/5, ``ddim_step(x, ε_edit, a, a_prev,
     eps_direction=ε)``); ``False``: both P_t and D_t. ``x_T``: latents, e.g. ``DeltaHResult.x_T`` or
     ``ddim.invert(profile.unet, x0, ddim.timesteps(n_steps), profile.schedule)`` with the same ``n_steps``.
-    ``delta_h``: h's shape, or one row per edit step. A zero Δh reproduces ``ddim.sample``.
+    ``delta_h``: h's shape, or one row per edit step. A zero Δh reproduces ``ddim.sample``. By name:
+    ``asymmetric`` (default ``True``) and ``keep_previews`` (P_t of every edit step in ``pred_x0``).
     """
+    g = grouped_options("apply_delta_h", keywords, {}, also=("asymmetric", "keep_previews"))
+    asymmetric, keep_previews = g.get("asymmetric", True), g.get("keep_previews", False)
     t0 = time.perf_counter()
     x_T = as_model_input(profile, x_T, "x_T", value_range=None)
     if not isinstance(strength, (int, float)) or isinstance(strength, bool) or not torch.isfinite(

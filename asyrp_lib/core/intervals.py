@@ -38,10 +38,10 @@ import numpy as np
 import torch
 
 from . import ddim
-from .._utils import check_images, progress_bar
+from .._utils import check_images, grouped_options, progress_bar
 from .cache import cache_dir as _cache_root, image_hash, model_key
 
-__all__ = ["IntervalCurve", "lpips_x_pt", "lpips_x_xt", "select_t_edit", "select_t_boost", "edit_threshold",
+__all__ = ["IntervalCurve", "IntervalSettings", "lpips_x_pt", "lpips_x_xt", "select_t_edit", "select_t_boost", "edit_threshold",
            "forward_diffuse", "Intervals", "find_intervals"]
 
 
@@ -263,10 +263,24 @@ class Intervals:
             plt.close(fig)
 
 
+@dataclass(frozen=True)
+class IntervalSettings:
+    """What :func:`find_intervals` measures and where it puts its thresholds (together, the cache key with the
+    model, the prompts and the images): ``edit_lpips`` (the LPIPS(x, P_t) threshold of t_edit; default the
+    profile's, 0.33), ``boost_lpips`` (the γ_t threshold of t_boost; default the profile's, 1.2),
+    ``scale_by_text`` (multiply the t_edit threshold by the prompts' text cosine), ``points`` (timesteps on each
+    LPIPS curve), ``seed`` (the noise of the x_t curve)."""
+
+    edit_lpips: float | None = None
+    boost_lpips: float | None = None
+    scale_by_text: bool = True
+    points: int = 50
+    seed: int = 0
+
+
 def find_intervals(profile, images: torch.Tensor, source: str | None = None, target: str | None = None, *,
-                   edit_lpips: float | None = None, boost_lpips: float | None = None, points: int = 50,
-                   scale_by_text: bool = True, cache_dir=None, use_cache: bool = True, seed: int = 0,
-                   t_edit: int | None = None, progress: bool = True) -> Intervals:
+                   settings: IntervalSettings | None = None, t_edit: int | None = None, progress: bool = True,
+                   **keywords) -> Intervals:
     """t_edit and t_boost for ``images`` on the profile's model, cached on disk.
 
     t_edit: where the mean LPIPS(x, P_t) first reaches ``edit_lpips`` (default the profile's, 0.33),
@@ -275,7 +289,15 @@ def find_intervals(profile, images: torch.Tensor, source: str | None = None, tar
     given; t_boost: where the mean γ_t = LPIPS(x, x_t) first reaches ``boost_lpips`` (default the profile's,
     1.2), lowered to t_edit if it comes out above (boosting happens after editing; said on stderr).
     The cache key is the model, the prompts, the thresholds, the timesteps and the images' content.
+
+    ``settings``: an :class:`IntervalSettings`, whose fields may also be given by name (``points=20``); and by
+    name, ``cache_dir`` (the cache's folder) and ``use_cache`` (``False``: neither read nor write it).
     """
+    g = grouped_options("find_intervals", keywords, {"settings": (IntervalSettings, settings)},
+                        also=("cache_dir", "use_cache"))
+    settings, cache_dir, use_cache = g["settings"], g.get("cache_dir"), g.get("use_cache", True)
+    edit_lpips, boost_lpips, scale_by_text = settings.edit_lpips, settings.boost_lpips, settings.scale_by_text
+    points, seed = settings.points, settings.seed
     check_images(images, "images", channels=3)
     edit_base = float(edit_lpips if edit_lpips is not None else getattr(profile, "edit_lpips", 0.33))
     boost = float(boost_lpips if boost_lpips is not None else getattr(profile, "boost_lpips", 1.2))

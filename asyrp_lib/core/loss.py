@@ -33,7 +33,7 @@ import torch
 
 from .._utils import check_number, check_share
 
-__all__ = ["AsyrpLoss", "LossTerms", "TrainingDiverged", "l1_distance", "loss_step", "resolve_loss"]
+__all__ = ["AsyrpLoss", "LossSettings", "LossTerms", "TrainingDiverged", "l1_distance", "loss_step", "resolve_loss"]
 
 L1_TARGETS = ("unedited", "current")
 
@@ -83,6 +83,24 @@ class AsyrpLoss:
         w_text = float(clip_loss.text_cosine) if self.l1_text_weight else 1.0
         total = self.lambda_clip * l_dir + self.lambda_l1 * w_text * l_l1  # L_t
         return LossTerms(total=total, clip=l_dir, l1=l_l1)
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    """The loss of a training run before its recipe is applied: :class:`AsyrpLoss`'s fields, with ``None`` for
+    λ_L1, the L1 target and the spared share meaning "the recipe's" (:class:`asyrp_lib.core.train.TrainConfig`
+    holds one). :meth:`as_loss` gives the :class:`AsyrpLoss` once they are set."""
+
+    lambda_clip: float = AsyrpLoss.lambda_clip
+    lambda_l1: float | None = None
+    clip_form: str = AsyrpLoss.clip_form
+    l1_target: str | None = None
+    l1_text_weight: bool = AsyrpLoss.l1_text_weight
+    l1_spare: float | None = None
+
+    def as_loss(self) -> AsyrpLoss:
+        """The :class:`AsyrpLoss` of these settings (checked); a field still ``None`` takes AsyrpLoss's default."""
+        return AsyrpLoss(**{k: v for k, v in asdict(self).items() if v is not None})
 
 
 def l1_distance(a: torch.Tensor, b: torch.Tensor, spare: float = 0.0) -> torch.Tensor:

@@ -32,20 +32,20 @@ name here                  symbol                  where
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import torch
 from torch.utils.checkpoint import checkpoint
 
 from . import ddim
-from .._utils import add_shift, check_int, check_number, progress_bar
-from .editing import (EditOutput, as_model_input, edit_timesteps, make_clip_loss, optimise_edit, prepare_edit,
-                      schedule_steps)
-from .loss import AsyrpLoss
+from .._utils import add_shift, check_int, check_number, grouped_options, progress_bar
+from .editing import (EditOutput, Optimisation, as_model_input, edit_timesteps, make_clip_loss, optimise_edit,
+                      prepare_edit, schedule_steps)
 from .process import EpsShift, run_process
 
 __all__ = [
+    "XTOptimisation",
     "XTResult",
     "EpsShiftResult",
     "Interference",
@@ -97,28 +97,33 @@ def sample_with_grad(unet, x_T: torch.Tensor, timesteps: Sequence[int], schedule
     return x
 
 
-def optimize_xT(
-    profile,
-    x0: torch.Tensor,
-    source: str,
-    target: str,
-    *,
-    n_steps: int | None = None,
-    iters: int = 20,
-    lr: float = 0.02,
-    lambda_l1: float = 0.0,
-    lambda_lpips: float = 0.0,
-    checkpointing: bool = True,
-    clip_loss=None,
-    progress: bool = True,
-) -> XTResult:
+@dataclass(frozen=True)
+class XTOptimisation:
+    """How :func:`optimize_xT` learns x_T: ``iters`` Adam steps of size ``lr`` on the loss weighted by ``lambda_l1``
+    and ``lambda_lpips``; ``checkpointing``: recompute the sampler's activations in the backward pass (less
+    memory); ``clip_loss``: a ready directional loss (default built from the prompts)."""
+
+    iters: int = 20
+    lr: float = 0.02
+    lambda_l1: float = 0.0
+    lambda_lpips: float = 0.0
+    checkpointing: bool = True
+    clip_loss: object = None
+
+
+def optimize_xT(profile, x0: torch.Tensor, source: str, target: str, *, n_steps: int | None = None,
+                optim: XTOptimisation | None = None, progress: bool = True, **keywords) -> XTResult:
     """Invert ``x0`` to x_T (η = 0), then optimise x_T with Adam so that the sampled image follows source → target.
 
     Loss per iteration: mean L_direction(S(x_T), x0) (eq. 3) + λ_L1 · mean|S(x_T) - x0| + λ_LPIPS · mean
     LPIPS(S(x_T), x0), with S the ``n_steps``-step DDIM sampler (default: the profile's steps; the same steps
     invert and sample).
     ``profile``: anything with ``unet``, ``schedule``, ``clip`` (and ``lpips`` when ``lambda_lpips`` > 0).
+    ``optim``: an :class:`XTOptimisation`, whose fields may also be given by name (``iters=2, lr=0.02``).
     """
+    optim = grouped_options("optimize_xT", keywords, {"optim": (XTOptimisation, optim)})["optim"]
+    iters, lr, lambda_l1, lambda_lpips = optim.iters, optim.lr, optim.lambda_l1, optim.lambda_lpips
+    checkpointing, clip_loss = optim.checkpointing, optim.clip_loss
     t0 = time.perf_counter()
     check_int(iters, "iters")
     check_number(lr, "lr", positive=True)
@@ -179,37 +184,27 @@ class EpsShiftResult:
     optimise_seconds: float = 0.0
 
 
-def epsilon_shift_edit(
-    profile,
-    x0: torch.Tensor,
-    source: str,
-    target: str,
-    *,
-    t_edit: int,
-    n_steps: int | None = None,
-    epochs: int = 10,
-    lr: float = 0.005,
-    lambda_l1: float | None = None,
-    loss: AsyrpLoss | None = None,
-    batch_size: int | None = None,
-    clip_loss=None,
-    progress: bool = True,
-) -> EpsShiftResult:
+def epsilon_shift_edit(profile, x0: torch.Tensor, source: str, target: str, *, t_edit: int,
+                       n_steps: int | None = None, optim: Optimisation | None = None, **keywords) -> EpsShiftResult:
     """Learn one Δε with the loss of every edit (:mod:`asyrp_lib.core.loss`: directional loss on P_t(ε + Δε) plus
     L1 to P_t^source), along the symmetric trajectory, and edit ``x0`` with it in both P_t and D_t for
-    t ≥ t_edit. Arguments as :func:`asyrp_lib.core.editing.optimize_global_delta_h`.
+    t ≥ t_edit. Arguments as :func:`asyrp_lib.core.editing.optimize_global_delta_h` (``optim`` and its fields by
+    name; here lr defaults to 0.005 and the trajectory is always the symmetric one); also ``progress`` by name.
     """
+    if "asymmetric" in keywords:
+        raise TypeError("epsilon_shift_edit() got unexpected keyword argument asymmetric: the Δε edit is symmetric")
+    g = grouped_options("epsilon_shift_edit", keywords, {"optim": (Optimisation, optim or Optimisation(lr=0.005))},
+                        also=("progress",))
+    optim, progress = replace(g["optim"], asymmetric=False), g.get("progress", True)
     t0 = time.perf_counter()
-    pb = prepare_edit(profile, x0, source, target, t_edit=t_edit, n_steps=n_steps, epochs=epochs, lr=lr,
-                      lambda_l1=lambda_l1, loss=loss, batch_size=batch_size, clip_loss=clip_loss)
+    pb = prepare_edit(profile, x0, source, target, t_edit=t_edit, n_steps=n_steps, optim=optim)
     x0, ts, ets = pb.x0, pb.timesteps, pb.edit_timesteps
     delta_eps = torch.zeros((1, *x0.shape[1:]), device=x0.device, dtype=x0.dtype, requires_grad=True)
     x_T = ddim.invert(profile.unet, x0, ts, profile.schedule, progress=progress,
                       refine=getattr(profile, "invert_refine", 0))
     t1 = time.perf_counter()
-    hist = optimise_edit(profile, x0, x_T, EpsShift(delta_eps), [delta_eps], clip_loss=pb.clip_loss, timesteps=ts,
-                         t_edit=t_edit, epochs=epochs, lr=lr, loss=pb.loss, asymmetric=False, batch_size=batch_size,
-                         progress=progress, desc="optimising Δε")
+    hist = optimise_edit(profile, pb, x_T, EpsShift(delta_eps), [delta_eps], optim, progress=progress,
+                         desc="optimising Δε")
     t2 = time.perf_counter()
     de = delta_eps.detach()
     images, _, _ = run_process(profile.hspace, x_T, ts, profile.schedule, edit=EpsShift(de), t_edit=t_edit,

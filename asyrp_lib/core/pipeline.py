@@ -28,14 +28,14 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
 import torch
 
 from . import ddim
-from .._utils import check_images, check_int, check_timestep
+from .._utils import check_images, check_int, check_timestep, grouped_options
 from .cache import InversionCache, cache_dir, image_hash, model_key
 from .delta_net import DeltaNet
 from .hspace import HSpaceUNet, h_shape as unet_h_shape
@@ -43,7 +43,7 @@ from .process import DeltaH, Phases, RunOptions, check_intervals, combine_delta_
 
 __all__ = ["AsyrpEditor", "EditResult", "Direction", "InversionCache", "MAX_STRENGTH", "image_hash", "model_key",
            "default_cache_dir", "check_timestep", "check_intervals", "check_strength", "combine_delta_h", "intervals_from", "as_direction",
-           "CHUNK_PIXELS", "default_batch_size"]
+           "CHUNK_PIXELS", "default_batch_size", "SpeedOptions", "InversionOptions"]
 
 #: The root of the library's on-disk caches (:func:`asyrp_lib.core.cache.cache_dir`).
 default_cache_dir = cache_dir
@@ -135,6 +135,30 @@ def intervals_from(t_edit, t_boost, metadata: Sequence[tuple[str, dict]], *, def
 # --------------------------------------------------------------------------------------------
 # The editor
 # --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SpeedOptions:
+    """How fast the editor runs, never what it computes (beyond rounding): ``batch_size`` (images per chunk;
+    default :func:`default_batch_size`), ``precision`` (``"fp32"`` or ``"bf16"``), ``channels_last``, ``compile``
+    (``True`` or a backend name). See :class:`AsyrpEditor`."""
+
+    batch_size: int | None = None
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool | str = False
+
+
+@dataclass(frozen=True)
+class InversionOptions:
+    """How images are inverted and their x_T kept: ``refine`` (fixed-point iterations of each inversion step;
+    default the profile's ``invert_refine``), ``cache_dir`` (also keep inversions on disk there, at most
+    ``cache_disk_bytes``, oldest first out), ``cache_memory`` (the most inversions kept in memory)."""
+
+    refine: int | None = None
+    cache_dir: object = None
+    cache_memory: int = 4096
+    cache_disk_bytes: int | None = InversionCache.DEFAULT_MAX_DISK_BYTES
+
+
 @dataclass
 class EditResult:
     """Edited images next to their reconstruction (the same process without the edit, same noise)."""
@@ -165,14 +189,23 @@ class AsyrpEditor:
     ``precision``: ``"fp32"`` (default) or ``"bf16"`` (bfloat16 autocast in the U-Net, for inversion and
     generation; inversions are cached per precision); ``channels_last``: channels-last memory format (converts
     the profile's U-Net weights in place: the same values); ``compile``: ``torch.compile`` the U-Net's halves
-    (``True`` or a backend name; the first edit pays for the compilation).
+    (``True`` or a backend name; the first edit pays for the compilation). These four are one
+    :class:`SpeedOptions` (``speed=``), ``refine`` and the cache's three one :class:`InversionOptions`
+    (``inversion=``); each field may also be given by name (``precision="bf16"``, ``cache_dir=…``), and so may
+    ``image_size``.
     """
 
     def __init__(self, profile, *, n_steps: int | None = None, t_edit: int | None = None,
-                 t_boost: int | None = None, image_size: int | None = None, cache_dir=None, progress: bool = True,
-                 cache_memory: int = 4096, cache_disk_bytes: int | None = InversionCache.DEFAULT_MAX_DISK_BYTES,
-                 refine: int | None = None, batch_size: int | None = None, precision: str = "fp32",
-                 channels_last: bool = False, compile: bool | str = False):
+                 t_boost: int | None = None, progress: bool = True, speed: SpeedOptions | None = None,
+                 inversion: InversionOptions | None = None, **keywords):
+        g = grouped_options("AsyrpEditor", keywords, {"speed": (SpeedOptions, speed),
+                                                      "inversion": (InversionOptions, inversion)}, also=("image_size",))
+        speed, inversion, image_size = g["speed"], g["inversion"], g.get("image_size")
+        batch_size, precision, channels_last, compile = (speed.batch_size, speed.precision, speed.channels_last,
+                                                         speed.compile)
+        refine, cache_dir = inversion.refine, inversion.cache_dir
+        cache_memory, cache_disk_bytes = inversion.cache_memory, inversion.cache_disk_bytes
+        self.speed, self.inversion = speed, inversion
         if batch_size is not None:
             check_int(batch_size, "batch_size")
         self.profile = profile
@@ -267,24 +300,29 @@ class AsyrpEditor:
                              "(e.g. from asyrp intervals, or asyrp_lib.core.intervals.find_intervals)")
         return check_intervals(t_edit, t_boost, self.timesteps, self.profile.schedule.num_train_timesteps)
 
-    def edit(self, images: torch.Tensor, directions=None, *, t_edit: int | None = None, t_boost: int | None = None,
-             eta_boost: float = 1.0, generator: torch.Generator | None = None, reconstruct: bool = True,
-             keep_previews: bool = False, allow_other_model: bool = False,
-             batch_size: int | None = None, asymmetric: bool = True) -> EditResult:
+    def edit(self, images: torch.Tensor, directions=None, *, phases: Phases | None = None,
+             generator: torch.Generator | None = None, reconstruct: bool = True, keep_previews: bool = False,
+             batch_size: int | None = None, **keywords) -> EditResult:
         """Edit ``images`` (N, 3, S, S) in [-1, 1] with ``directions`` = [(direction, strength), …] (eq. 6).
 
-        Asymmetric steps with Δh = Σ c_i f_t^i(h_t) for t ≥ t_edit (``asymmetric=False``: the edited ε in D_t
-        too, the symmetric step), plain DDIM down to t_boost, then steps with η = ``eta_boost`` (noise from
-        ``generator``; the reconstruction gets the same noise).
+        ``phases`` (:class:`~asyrp_lib.core.process.Phases`), or its fields by name (``t_edit``, ``t_boost``,
+        ``eta_boost``, ``asymmetric``): asymmetric steps with Δh = Σ c_i f_t^i(h_t) for t ≥ t_edit
+        (``asymmetric=False``: the edited ε in D_t too, the symmetric step), plain DDIM down to t_boost, then steps
+        with η = ``eta_boost`` (noise from ``generator``; the reconstruction gets the same noise). t_edit and
+        t_boost left out come from the editor, else from the directions (:meth:`intervals`).
+        ``allow_other_model=True`` (by name) accepts directions trained on another model.
 
         ``batch_size``: images inverted and generated together (default :attr:`batch_size`, from the image
         size). With more images than that, chunk after chunk draws its boosting noise from ``generator``, and
         the results are gathered on the device ``images`` came on (on the editor's device for a single chunk).
         """
-        dirs = self.directions(directions, allow_other_model=allow_other_model)
-        t_edit, t_boost = self.intervals(t_edit, t_boost, dirs)
-        if not 0.0 <= float(eta_boost) <= 1.0:
-            raise ValueError(f"eta_boost: expected a value in [0, 1], got {eta_boost}")
+        g = grouped_options("edit", keywords, {"phases": (Phases, phases)}, also=("allow_other_model",))
+        dirs = self.directions(directions, allow_other_model=g.get("allow_other_model", False))
+        phases = g["phases"]
+        t_edit, t_boost = self.intervals(phases.t_edit, phases.t_boost, dirs)
+        phases = replace(phases, t_edit=t_edit, t_boost=t_boost)
+        if not 0.0 <= float(phases.eta_boost) <= 1.0:
+            raise ValueError(f"eta_boost: expected a value in [0, 1], got {phases.eta_boost}")
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                        or batch_size < 1):
             raise ValueError(f"batch_size: expected a positive integer (images per chunk) or None, got {batch_size!r}")
@@ -292,10 +330,9 @@ class AsyrpEditor:
         n = images.shape[0]
         step = self.batch_size if batch_size is None else batch_size
         if n <= step:
-            return self._edit_chunk(images, dirs, t_edit, t_boost, eta_boost, generator, reconstruct, keep_previews,
-                                    asymmetric=asymmetric)
-        parts = [self._edit_chunk(images[i:i + step], dirs, t_edit, t_boost, eta_boost, generator, reconstruct,
-                                  keep_previews, out_device=images.device, asymmetric=asymmetric)
+            return self._edit_chunk(images, dirs, phases, generator, reconstruct, keep_previews)
+        parts = [self._edit_chunk(images[i:i + step], dirs, phases, generator, reconstruct, keep_previews,
+                                  out_device=images.device)
                  for i in range(0, n, step)]
         previews = [(t, torch.cat([p.previews[k][1] for p in parts])) for k, (t, _) in enumerate(parts[0].previews)]
         return EditResult(edited=torch.cat([p.edited for p in parts]),
@@ -304,27 +341,31 @@ class AsyrpEditor:
                           t_edit=t_edit, t_boost=t_boost, timesteps=list(self.timesteps),
                           strengths=[d.strength for d in dirs], previews=previews)
 
-    def _edit_chunk(self, images, dirs, t_edit, t_boost, eta_boost, generator, reconstruct, keep_previews,
-                    out_device=None, asymmetric: bool = True) -> EditResult:
+    def _edit_chunk(self, images, dirs, phases: Phases, generator, reconstruct, keep_previews,
+                    out_device=None) -> EditResult:
         """Invert and generate one chunk; its tensors moved to ``out_device`` when given."""
         x0 = self._check_images(images)
         x_T = self.invert(x0)
-        edited, recon, previews = self.generate(x_T, dirs, t_edit=t_edit, t_boost=t_boost, eta_boost=eta_boost,
-                                                generator=generator, reconstruct=reconstruct,
-                                                keep_previews=keep_previews, asymmetric=asymmetric)
+        edited, recon, previews = self.generate(x_T, dirs, phases=phases, generator=generator,
+                                                reconstruct=reconstruct, keep_previews=keep_previews)
         if out_device is not None:
             x0, x_T, edited, recon = (x.to(out_device) if x is not None else None for x in (x0, x_T, edited, recon))
-        return EditResult(edited=edited, reconstruction=recon, source=x0, x_T=x_T, t_edit=t_edit, t_boost=t_boost,
-                          timesteps=list(self.timesteps), strengths=[d.strength for d in dirs], previews=previews)
+        return EditResult(edited=edited, reconstruction=recon, source=x0, x_T=x_T, t_edit=phases.t_edit,
+                          t_boost=phases.t_boost, timesteps=list(self.timesteps), strengths=[d.strength for d in dirs],
+                          previews=previews)
 
     @torch.no_grad()
-    def generate(self, x_T: torch.Tensor, dirs: list["Direction"], *, t_edit: int, t_boost: int,
-                 eta_boost: float = 1.0, generator: torch.Generator | None = None, reconstruct: bool = True,
-                 keep_previews: bool = False, asymmetric: bool = True):
+    def generate(self, x_T: torch.Tensor, dirs: list["Direction"], *, phases: Phases | None = None,
+                 generator: torch.Generator | None = None, reconstruct: bool = True, keep_previews: bool = False,
+                 **keywords):
         """Eq. (6) from ``x_T`` with the combined Δh of ``dirs`` (:func:`asyrp_lib.core.process.run_process`), the
-        reconstruction in the same batch: (edited, reconstruction or None, previews), clamped to [-1, 1]."""
+        reconstruction in the same batch: (edited, reconstruction or None, previews), clamped to [-1, 1].
+        ``phases`` (t_edit and t_boost required), or its fields by name."""
+        phases = grouped_options("generate", keywords, {"phases": (Phases, phases)})["phases"]
+        if phases.t_edit is None or phases.t_boost is None:
+            raise ValueError("t_edit, t_boost: generate needs both (see AsyrpEditor.intervals)")
         edit = DeltaH([(d.f, d.strength) for d in dirs]) if dirs else None
-        phases = Phases(t_edit=t_edit if dirs else None, t_boost=t_boost, eta_boost=eta_boost, asymmetric=asymmetric)
+        phases = phases if dirs else replace(phases, t_edit=None)
         run = RunOptions(reconstruct=reconstruct and bool(dirs), generator=generator, progress=self.progress,
                          desc="Asyrp editing")
         edited, recon, previews = run_process(self.hspace, x_T, self.timesteps, self.profile.schedule, edit=edit,

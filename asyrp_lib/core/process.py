@@ -171,13 +171,24 @@ def _boost_noise(n: int, like: torch.Tensor, generator, rows: int) -> torch.Tens
     return z.repeat(rows // n, 1, 1, 1)  # the same noise for the edited and the reconstruction rows
 
 
+_STEP_OPTIONS = frozenset({"n", "edit", "grad", "clip_sample", "same_rows"})
+
+
 def compute_step(hs: HSpaceUNet, x: torch.Tensor, t: int, t_prev: int, index: int, schedule: ddim.Schedule, *,
-                 phase: str, n: int, edit: Callable | None = None, grad: bool = False,
-                 clip_sample: bool = False, same_rows: bool = False) -> ProcessStep:
+                 phase: str, **options) -> ProcessStep:
     """ε (and, in the edit phase, ε_edit of the first ``n`` rows) at ``x`` = x_t: one step before it moves on.
 
-    ``same_rows``: the caller knows that ``x`` is two copies of its first ``n`` rows (the edited rows and the
-    reconstruction at the first step, both x_T); the U-Net then runs on one copy and ε is shared."""
+    ``options``, by name: ``n`` (the edited rows, the first ones; default every row), ``edit`` (the edit of the
+    edit phase, called as ``edit(hs, x, t, index, n)``), ``grad`` (build the graph of ε_edit), ``clip_sample``
+    (clamp P_t to [-1, 1]), ``same_rows`` (the caller knows that ``x`` is two copies of its first ``n`` rows: the
+    edited rows and the reconstruction at the first step, both x_T; the U-Net then runs on one copy and ε is
+    shared)."""
+    unknown = sorted(set(options) - _STEP_OPTIONS)
+    if unknown:
+        raise TypeError(f"compute_step() got unexpected keyword argument(s) {', '.join(unknown)}")
+    n = x.shape[0] if options.get("n") is None else options["n"]
+    edit, grad = options.get("edit"), options.get("grad", False)
+    clip_sample, same_rows = options.get("clip_sample", False), options.get("same_rows", False)
     x = x.detach()
     same_rows = same_rows and x.shape[0] == 2 * n
     xs = x[:n] if same_rows else x

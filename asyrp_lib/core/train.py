@@ -37,7 +37,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import InitVar, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -45,12 +45,12 @@ import torch
 
 from . import ddim
 from .._utils import (check_compile, check_flag, check_images, check_int, check_number, check_precision,
-                     check_prompt_pair, progress_bar)
+                     check_prompt_pair, grouped_options, progress_bar)
 from .cache import InversionCache, cache_dir as default_cache_root, model_key
 from .delta_net import META_NAME, WEIGHTS_NAME, DeltaNet
 from .hspace import HSpaceUNet, h_shape as unet_h_shape
 from .intervals import Intervals, find_intervals
-from .loss import AsyrpLoss, TrainingDiverged, loss_step
+from .loss import AsyrpLoss, LossSettings, TrainingDiverged, loss_step
 from .process import DeltaH, advance, check_intervals, compute_step
 
 __all__ = ["TrainConfig", "Recipe", "PAPER_RECIPE", "RECIPE_FIELDS", "TrainResult", "TrainStep", "TrainingDiverged", "train_direction", "find_intervals",
@@ -102,12 +102,6 @@ class TrainConfig:
     recipe: str = "profile"  # where the None fields below come from: "profile" (its recipe) or "paper"
     t_edit: int | None = None  # editing interval [T, t_edit]; None: the recipe's (which may be the LPIPS rule)
     t_boost: int | None = None  # quality boosting below t_boost (stored for editing); None: from γ_t
-    lambda_clip: float = 1.0  # λ_clip: weight of the directional CLIP loss   (the loss: asyrp_lib.core.loss)
-    lambda_l1: float | None = None  # λ_L1: weight of |P_t^edit - P_t^source|_1 (None: the recipe's)
-    clip_loss_form: str = "log"  # "log": -log((1 + cos)/2) (the reference's), or "cosine": 1 - cos (eq. 3)
-    l1_target: str | None = None  # P_t^source: "unedited" trajectory (the paper's) or "current" x_t (None: recipe's)
-    l1_text_weight: bool = True  # λ_L1 × cos(E_T(source), E_T(target)), as the reference does
-    l1_spare: float | None = None  # share of each image's most-changed pixels the L1 term leaves out (None: recipe's)
     lr: float | None = None  # Adam learning rate (None: the recipe's)
     epochs: int = 1  # passes over the training images
     batch_size: int = 4  # images per batch; one optimizer step per (batch, timestep)
@@ -124,6 +118,32 @@ class TrainConfig:
     precision: str = "fp32"  # the U-Net's arithmetic: "fp32", or "bf16" (autocast; f_t and the loss stay fp32)
     channels_last: bool = False  # channels-last memory format for the U-Net (its weights converted in place)
     compile: bool | str = False  # torch.compile the U-Net's halves (True or a backend name)
+    # the loss (asyrp_lib.core.loss): λ_CLIP, λ_L1, the CLIP loss's form, the L1 target, its text weight, the spared
+    # share; λ_L1, the L1 target and the spared share left at None come from the recipe
+    loss_settings: LossSettings = field(default_factory=LossSettings)
+    # the loss's fields one by one, as before (each replaces that field of loss_settings; read them back as
+    # config.lambda_l1 etc.); clip_loss_form is LossSettings.clip_form
+    lambda_clip: InitVar[float | None] = None
+    lambda_l1: InitVar[float | None] = None
+    clip_loss_form: InitVar[str | None] = None
+    l1_target: InitVar[str | None] = None
+    l1_text_weight: InitVar[bool | None] = None
+    l1_spare: InitVar[float | None] = None
+
+    def __post_init__(self, lambda_clip, lambda_l1, clip_loss_form, l1_target, l1_text_weight, l1_spare):
+        if isinstance(self.loss_settings, dict):  # read back from a saved configuration
+            self.loss_settings = LossSettings(**self.loss_settings)
+        given = dict(lambda_clip=lambda_clip, lambda_l1=lambda_l1, clip_form=clip_loss_form, l1_target=l1_target,
+                     l1_text_weight=l1_text_weight, l1_spare=l1_spare)
+        given = {k: v for k, v in given.items() if v is not None}
+        if given:
+            self.loss_settings = replace(self.loss_settings, **given)
+
+    def to_dict(self) -> dict:
+        """The settings as one flat dict (the loss's fields by their TrainConfig names), as saved with a
+        direction; :meth:`from_dict` reads it back."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "loss_settings"}
+        return {**d, **{name: getattr(self, name) for name in LOSS_KEYWORDS}}
 
     def resolved(self, profile) -> "TrainConfig":
         """A copy with every field left at ``None`` that a recipe sets taken from it: the profile's recipe
@@ -158,13 +178,25 @@ class TrainConfig:
     @property
     def loss(self) -> AsyrpLoss:
         """The loss settings (:class:`asyrp_lib.core.loss.AsyrpLoss`) of this configuration."""
-        return AsyrpLoss(lambda_clip=self.lambda_clip, lambda_l1=self.lambda_l1, clip_form=self.clip_loss_form,
-                         l1_target=self.l1_target, l1_text_weight=self.l1_text_weight, l1_spare=self.l1_spare)
+        return self.loss_settings.as_loss()
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
+        """A configuration from :meth:`to_dict`'s flat form (or with ``loss_settings`` as a dict); other keys
+        are left out."""
+        names = {f.name for f in fields(cls)} | set(LOSS_KEYWORDS)
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+#: TrainConfig's keywords for the fields of its LossSettings, and the field each names.
+LOSS_KEYWORDS = {"lambda_clip": "lambda_clip", "lambda_l1": "lambda_l1", "clip_loss_form": "clip_form",
+                 "l1_target": "l1_target", "l1_text_weight": "l1_text_weight", "l1_spare": "l1_spare"}
+for _name, _field in LOSS_KEYWORDS.items():  # config.lambda_l1 reads config.loss_settings.lambda_l1
+    setattr(TrainConfig, _name, property(
+        lambda self, f=_field: getattr(self.loss_settings, f),
+        lambda self, value, f=_field: setattr(self, "loss_settings", replace(self.loss_settings, **{f: value})),
+        doc=f"``loss_settings.{_field}``"))
+del _name, _field
 
 
 @dataclass
@@ -231,11 +263,11 @@ def _save_checkpoint(run: "_Run") -> None:
     for p in net.parameters():
         if not torch.isfinite(p).all():  # never overwrite a good checkpoint with broken weights
             raise TrainingDiverged(f"f_t's weights are not finite at step {pos['step']}; checkpoint not written")
-    net.save(run.output, **run.meta, training={**asdict(run.config), "steps_done": pos["step"],
+    net.save(run.output, **run.meta, training={**run.config.to_dict(), "steps_done": pos["step"],
                                                "epochs_done": pos["epoch"]})
     state = {"position": {k: v for k, v in pos.items() if k != "latent"}, "latent": pos.get("latent"),
              "net": {k: v.detach().cpu() for k, v in net.state_dict().items()}, "optimizer": run.opt.state_dict(),
-             "config": asdict(run.config), "images": run.x0_all.detach().cpu(), "history": run.history,
+             "config": run.config.to_dict(), "images": run.x0_all.detach().cpu(), "history": run.history,
              "model_id": run.meta["model_id"]}
     tmp = run.output / (STATE_NAME + ".tmp")
     torch.save(state, tmp)
@@ -428,7 +460,7 @@ def _train_epochs(run: _Run) -> None:
 
 def train_direction(profile, config: TrainConfig, output, *, images=None, resume: bool = False,
                     progress: bool = True, callback: Callable[[TrainStep], None] | None = None,
-                    cache_dir=None, metadata: dict | None = None) -> TrainResult:
+                    **keywords) -> TrainResult:
     """Train f_t for ``config.source`` → ``config.target`` on ``profile`` and write it to the folder ``output``.
 
     ``images``: training images — a tensor (N, 3, S, S) in [-1, 1], an image file or folder, or None to
@@ -438,7 +470,10 @@ def train_direction(profile, config: TrainConfig, output, *, images=None, resume
     ``cache_dir``: root of the inversion and interval caches (default ``$ASYRP_CACHE`` or ``~/.cache/asyrp``).
     ``config`` itself is left unchanged (the result and the checkpoint say which t_edit / t_boost were used).
     ``metadata``: extra entries for the checkpoint's metadata (e.g. the toy attribute it should change).
+    ``cache_dir`` and ``metadata`` are given by name.
     """
+    extra = grouped_options("train_direction", keywords, {}, also=("cache_dir", "metadata"))
+    cache_dir, metadata = extra.get("cache_dir"), extra.get("metadata")
     output = Path(output)
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_root()
     state, config = _resume_state(profile, config, output, resume)

@@ -165,8 +165,14 @@ def reference_optimize_xT_loop(x_T_init, sample, loss_fn, iters, lr):
     return x_T.detach(), losses
 
 
-def _variant(x_T_init, sample, loss_fn, iters, lr, *, clear=True, maximize=False, sgd=False, after=False):
-    """The reference loop with one known mistake: gradients never cleared, ascent, plain SGD, losses after the step."""
+def _variant(x_T_init, sample, loss_fn, iters, lr, *mistakes: str):
+    """The reference loop with known mistakes: ``"no_clear"`` (gradients never cleared), ``"maximize"`` (ascent),
+    ``"sgd"`` (plain SGD), ``"after"`` (losses recorded after the step)."""
+    unknown = set(mistakes) - {"no_clear", "maximize", "sgd", "after"}
+    if unknown:
+        raise ValueError(f"_variant: unknown mistakes {sorted(unknown)}")
+    clear, maximize, sgd, after = ("no_clear" not in mistakes, "maximize" in mistakes, "sgd" in mistakes,
+                                   "after" in mistakes)
     x_T = x_T_init.detach().clone().requires_grad_(True)
     opt = (torch.optim.SGD([x_T], lr=lr, maximize=maximize) if sgd
            else torch.optim.Adam([x_T], lr=lr, maximize=maximize))
@@ -227,20 +233,20 @@ def _check_optimize_xT_loop(fn, rng):
         if losses.shape != ref_losses.shape:
             raise Wrong(f"return one loss per iteration: {iters} iterations, {len(losses)} losses")
         if not same(losses, ref_losses):
-            _, after = _variant(x_T_init, sample, loss_fn, iters, lr, after=True)
+            _, after = _variant(x_T_init, sample, loss_fn, iters, lr, "after")
             raise Wrong("your x_T is right but not the losses: record each iteration's loss, the one its gradient "
                         "came from (before the step)" if same(losses, torch.tensor(after, dtype=torch.float64))
                         else "your x_T is right but not the losses: one loss.item() per iteration, in order")
         return
     raise Wrong(diagnose(x_T, [
-        (_variant(x_T_init, sample, loss_fn, iters, lr, clear=False)[0],
+        (_variant(x_T_init, sample, loss_fn, iters, lr, "no_clear")[0],
          "the gradients add up from one iteration to the next: clear them (optimizer.zero_grad()) before each "
          "backward pass"),
-        (_variant(x_T_init, sample, loss_fn, iters, lr, maximize=True)[0],
+        (_variant(x_T_init, sample, loss_fn, iters, lr, "maximize")[0],
          "your loop climbs the loss: the optimiser should minimise it (no minus sign, no maximize)"),
-        (_variant(x_T_init, sample, loss_fn, iters, lr, sgd=True)[0],
+        (_variant(x_T_init, sample, loss_fn, iters, lr, "sgd")[0],
          "use Adam (torch.optim.Adam) on x_T, with the learning rate lr, as the library does"),
-        (_variant(x_T_init, sample, loss_fn, iters, lr, clear=False, sgd=True)[0],
+        (_variant(x_T_init, sample, loss_fn, iters, lr, "no_clear", "sgd")[0],
          "use Adam (torch.optim.Adam) on x_T, and clear the gradients before each backward pass"),
         (reference_optimize_xT_loop(x_T_init, sample, loss_fn, iters, 1e-3)[0],
          "pass the learning rate: torch.optim.Adam([x_T], lr=lr)"),

@@ -130,8 +130,15 @@ def _check_ft(cls, rng):
     if not params:
         raise Wrong("your f_t has no parameters (no layers registered as attributes in __init__), so nothing "
                     "can be trained")
+    _check_ft_at_start(net, h, r, params)
+    _check_ft_sees_t(net, h, rng, params)
+    _check_ft_positions(net, h, rng)
+    _check_ft_gradients(net, h, r)
+    _check_ft_arguments(cls, h, net)
 
-    # before training: Δh_t = 0 exactly, and still a gradient for the output layer
+
+def _check_ft_at_start(net, h, r, params):
+    """Before training: Δh_t = 0 exactly, and still a gradient for the output layer."""
     out = _forward(net, h, 500, "an int")
     if out.abs().max() != 0:
         raise Wrong(f"before training Δh_t must be exactly 0 (yours reaches {float(out.detach().abs().max()):.3g}): "
@@ -145,7 +152,10 @@ def _check_ft(cls, rng):
         raise Wrong("before training no parameter gets a gradient, so training could never leave Δh_t = 0: make "
                     "the output layer's weight and bias zero (they still get a gradient), don't multiply by 0")
 
-    # a trained f_t: every parameter moved away from its initial value
+
+def _check_ft_sees_t(net, h, rng, params):
+    """A trained f_t (every parameter moved): it sees t, as an int or one per image, and edits each image on its
+    own."""
     with torch.no_grad():
         for p in params:
             p.add_(0.5 * torch.randn(p.shape, generator=rng, dtype=p.dtype))
@@ -169,7 +179,10 @@ def _check_ft(cls, rng):
             raise Wrong(f"with t an (N,) tensor {list(_TS)}, image {i} of Δh_t should be f_t(h_t, {t}) (one timestep "
                         f"per image), and yours differs by up to {gap(mixed[i:i + 1], one):.3g}")
 
-    # every position by itself: permuting the H×W positions of h_t permutes those of Δh_t
+
+def _check_ft_positions(net, h, rng):
+    """Every position by itself: permuting the H×W positions of h_t permutes those of Δh_t."""
+    _, H, W = _H_SHAPE
     perm = torch.randperm(H * W, generator=rng)
     shuffled = _forward(net, h.flatten(2)[:, :, perm].reshape(h.shape), _TS[1], "an int")
     expected = _forward(net, h, _TS[1], "an int").flatten(2)[:, :, perm].reshape(h.shape)
@@ -178,7 +191,9 @@ def _check_ft(cls, rng):
                     "positions of h_t around should move those of Δh_t the same way, and yours mixes neighbouring "
                     "positions (a 3×3 convolution?)")
 
-    # gradients reach every parameter (the first layer, that reads h_t, included) and h_t itself
+
+def _check_ft_gradients(net, h, r):
+    """Gradients reach every parameter (the first layer, that reads h_t, included) and h_t itself."""
     net.zero_grad(set_to_none=True)
     hh = h.clone().requires_grad_(True)
     (_forward(net, hh, torch.tensor(_TS), "an (N,) tensor") * r).sum().backward()
@@ -191,7 +206,10 @@ def _check_ft(cls, rng):
             raise Wrong(f"the parameter {name} of your f_t gets no gradient: every layer (the first one, that reads "
                         "h_t, too) must be on the way from h_t and t to Δh_t")
 
-    # the constructor's arguments
+
+def _check_ft_arguments(cls, h, net):
+    """The constructor's arguments: hidden (None: C) and time_dim."""
+    C = _H_SHAPE[0]
     n = _n_params(net)
     if _n_params(_build(cls, h, hidden=C)) != n:
         raise Wrong(f"hidden=None should mean a hidden width of C = {C} (h's channels), and your f_t's size differs "
@@ -332,21 +350,31 @@ def _check_loss_t(fn, rng):
              "ΔI runs from x_0 to P_t^edit: call similarity(P_t^edit, x_0), the edited images first"),
         ], f"your L_t differs from λ_CLIP · L_dir + λ_L1 · w_text · mean |P_t^edit − P_t^source| by up to "
            f"{gap(mine, ref):.3g}: compare it term by term"))
+    rest = (p_source, x_0, similarity, lc, ll, w)
+    _check_loss_t_graph(graph, leaf, p_edit, rest)
+    _check_loss_t_spare(fn, p_edit, rest, spare, l_dir)
+
+
+def _check_loss_t_graph(graph, leaf, p_edit, rest: tuple):
+    """L_t keeps its graph, and its gradient with respect to P_t^edit is the reference's (``rest``: the other
+    arguments of loss_t)."""
     if not graph.requires_grad:
         raise Wrong("L_t must keep its graph back to P_t^edit (no .item(), float() or detach): training "
                     "backpropagates through it to f_t")
     ref_leaf = p_edit.clone().requires_grad_(True)
-    reference_loss_t(ref_leaf, p_source, x_0, similarity, lc, ll, w).backward()
+    reference_loss_t(ref_leaf, *rest).backward()
     with running("taking the gradient of your L_t"):
         (g,) = torch.autograd.grad(graph, leaf, allow_unused=True)
     if g is None or not same(g, ref_leaf.grad):
         raise Wrong("your L_t has the right value but not the right gradient with respect to P_t^edit: is a term "
                     "detached, or computed from a copy of P_t^edit?")
 
-    # l1_spare > 0
-    mine = _scalar(call(fn, p_edit, p_source, x_0, similarity, lc, ll, w, l1_spare=spare, name="your loss_t"),
-                   "your L_t")
-    ref = reference_loss_t(p_edit, p_source, x_0, similarity, lc, ll, w, spare)
+
+def _check_loss_t_spare(fn, p_edit, rest: tuple, spare: float, l_dir):
+    """l1_spare > 0: the L1 term leaves out each image's most-changed pixels."""
+    p_source, lc, ll, w = rest[0], rest[3], rest[4], rest[5]
+    mine = _scalar(call(fn, p_edit, *rest, l1_spare=spare, name="your loss_t"), "your L_t")
+    ref = reference_loss_t(p_edit, *rest, spare)
     if not same(mine, ref):
         raise Wrong(diagnose(mine, [(lc * l_dir + ll * w * v, m) for v, m in _l1_variants(p_edit, p_source, spare)],
                              f"your L_t is right with l1_spare = 0 but not with l1_spare = {spare:.2f} (by up to "

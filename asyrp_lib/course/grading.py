@@ -313,9 +313,7 @@ def _cell_error(cell) -> str | None:
 
 async def _execute(nb, sub: Submission, row: Graded, *, timeout: float, env: dict) -> None:
     """Run the notebook's cells, then the grading cell, filling ``row`` in."""
-    import nbformat
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     client = NotebookClient(nb, km=_kernel_manager(), timeout=int(timeout), allow_errors=True,
                             resources={"metadata": {"path": str(sub.path.parent.resolve())}})
@@ -328,61 +326,8 @@ async def _execute(nb, sub: Submission, row: Graded, *, timeout: float, env: dic
         return
     failure: BaseException | None = None
     try:
-        start = time.monotonic()
-        deadline = start + timeout
-        for index, cell in enumerate(list(nb.cells)):
-            if cell.cell_type != "code":
-                continue
-            remaining = deadline - time.monotonic()
-            try:
-                if remaining <= 0:
-                    raise CellTimeoutError(f"no time left for cell {index + 1}")
-                client.timeout = max(1, math.ceil(remaining))
-                await client.async_execute_cell(cell, index)
-            except CellTimeoutError:
-                client.shutdown_kernel = "immediate"
-                row.status = TIMED_OUT
-                row.message = (f"timed out after {timeout:g} s (in cell {index + 1}, "
-                               f"`{_first_line(cell.source)}`); kernel stopped, not graded")
-                return
-            except DeadKernelError:
-                row.status = DIED
-                row.message = (f"kernel died in cell {index + 1} (`{_first_line(cell.source)}`: out of memory, "
-                               "or the process ended); not graded")
-                return
-            error = _cell_error(cell)
-            if error:
-                row.errors.append({"cell": index + 1, "source": _first_line(cell.source), "error": error})
-        grade = nbformat.v4.new_code_cell(_grade_cell_source(row.notebook))
-        nb.cells.append(grade)
-        client.timeout = GRADE_CELL_TIMEOUT
-        try:
-            await client.async_execute_cell(grade, len(nb.cells) - 1, store_history=False)
-        except CellTimeoutError:
-            client.shutdown_kernel = "immediate"
-            row.status = GRADING_FAILED
-            row.message = (f"the grading cell ran past {GRADE_CELL_TIMEOUT} s (a function that never returns?); "
-                           "not graded")
-            return
-        except DeadKernelError:
-            row.status, row.message = DIED, "kernel died while grading (out of memory?); not graded"
-            return
-        lines = [s for s in _stdout_of(grade).splitlines() if s.startswith(MARKER)]
-        try:
-            row.exercises = list(json.loads(lines[-1][len(MARKER):])["exercises"])
-        except (IndexError, ValueError, KeyError, TypeError):
-            row.status = GRADING_FAILED
-            row.message = f"the grading cell failed ({_cell_error(grade) or 'it printed no grades'})"
-            return
-        if row.errors:
-            first = row.errors[0]
-            more = len(row.errors) - 1
-            row.status = RAISED
-            row.message = (f"cell {first['cell']} (`{first['source']}`) raised {first['error']}"
-                           + (f" ({more} more cell{'s' if more > 1 else ''} raised after it)" if more else "")
-                           + f"; graded what the kernel held: {row.earned}/{row.points} points")
-        else:
-            row.status, row.message = GRADED, f"{row.earned}/{row.points} points"
+        if await _run_cells(client, nb, row, timeout) and await _run_grade_cell(client, nb, row):
+            _set_status(row)
     except BaseException as exc:  # noqa: BLE001 (re-raised after the kernel is stopped)
         failure = exc
         raise
@@ -393,6 +338,81 @@ async def _execute(nb, sub: Submission, row: Graded, *, timeout: float, env: dic
             await setup.__aexit__(None, None, None)
         except Exception:  # the kernel is gone already
             pass
+
+
+async def _run_cells(client, nb, row: Graded, timeout: float) -> bool:
+    """The notebook's code cells in order, within ``timeout`` in all; each cell's error noted in ``row``. ``False``
+    (``row`` says why) when the time ran out or the kernel died."""
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    deadline = time.monotonic() + timeout
+    for index, cell in enumerate(list(nb.cells)):
+        if cell.cell_type != "code":
+            continue
+        remaining = deadline - time.monotonic()
+        try:
+            if remaining <= 0:
+                raise CellTimeoutError(f"no time left for cell {index + 1}")
+            client.timeout = max(1, math.ceil(remaining))
+            await client.async_execute_cell(cell, index)
+        except CellTimeoutError:
+            client.shutdown_kernel = "immediate"
+            row.status = TIMED_OUT
+            row.message = (f"timed out after {timeout:g} s (in cell {index + 1}, "
+                           f"`{_first_line(cell.source)}`); kernel stopped, not graded")
+            return False
+        except DeadKernelError:
+            row.status = DIED
+            row.message = (f"kernel died in cell {index + 1} (`{_first_line(cell.source)}`: out of memory, "
+                           "or the process ended); not graded")
+            return False
+        error = _cell_error(cell)
+        if error:
+            row.errors.append({"cell": index + 1, "source": _first_line(cell.source), "error": error})
+    return True
+
+
+async def _run_grade_cell(client, nb, row: Graded) -> bool:
+    """The grading cell, appended to the notebook; its grades into ``row.exercises``. ``False`` (``row`` says
+    why) when it did not grade."""
+    import nbformat
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    grade = nbformat.v4.new_code_cell(_grade_cell_source(row.notebook))
+    nb.cells.append(grade)
+    client.timeout = GRADE_CELL_TIMEOUT
+    try:
+        await client.async_execute_cell(grade, len(nb.cells) - 1, store_history=False)
+    except CellTimeoutError:
+        client.shutdown_kernel = "immediate"
+        row.status = GRADING_FAILED
+        row.message = (f"the grading cell ran past {GRADE_CELL_TIMEOUT} s (a function that never returns?); "
+                       "not graded")
+        return False
+    except DeadKernelError:
+        row.status, row.message = DIED, "kernel died while grading (out of memory?); not graded"
+        return False
+    lines = [s for s in _stdout_of(grade).splitlines() if s.startswith(MARKER)]
+    try:
+        row.exercises = list(json.loads(lines[-1][len(MARKER):])["exercises"])
+    except (IndexError, ValueError, KeyError, TypeError):
+        row.status = GRADING_FAILED
+        row.message = f"the grading cell failed ({_cell_error(grade) or 'it printed no grades'})"
+        return False
+    return True
+
+
+def _set_status(row: Graded) -> None:
+    """Graded, or graded with the first cell that raised named."""
+    if row.errors:
+        first = row.errors[0]
+        more = len(row.errors) - 1
+        row.status = RAISED
+        row.message = (f"cell {first['cell']} (`{first['source']}`) raised {first['error']}"
+                       + (f" ({more} more cell{'s' if more > 1 else ''} raised after it)" if more else "")
+                       + f"; graded what the kernel held: {row.earned}/{row.points} points")
+    else:
+        row.status, row.message = GRADED, f"{row.earned}/{row.points} points"
 
 
 async def _grade_one(sub: Submission, *, timeout: float, env: dict, executed: Path | None) -> Graded:

@@ -471,17 +471,7 @@ def _cmd_edit(args) -> int:
     if args.compare is not None and Path(args.compare).suffix.lower() != ".png":
         raise ValueError(f"--compare: expected a .png file name, got {args.compare!r}")
     _check_output_folder(args, "the edited PNGs")
-    found = _image_files(args.input, "--input")
-    files, unreadable = _readable(found)
-    if not files:
-        if not Path(args.input).expanduser().is_dir():
-            raise ValueError(f"--input: {found[0]}: {unreadable[0][1]}")
-        raise ValueError(f"--input: no image in {args.input} can be read ("
-                         + ("its only image file" if len(found) == 1 else f"all {len(found)} image files")
-                         + f"), so there is nothing to edit:\n{_listing(unreadable)}")
-    if unreadable:
-        _log(f"note: {len(unreadable)} of the {len(found)} image files in {args.input} cannot be read; editing the "
-             f"other {len(files)} (the unreadable ones are listed at the end)")
+    found, files, unreadable = _edit_inputs(args)
     _, editor, size, steps, _ = _editor_for(args, dirs)
     editor.cache.max_memory = 0  # each image is inverted once: keep no inversions in memory
     batch = args.batch_size or editor.batch_size
@@ -494,33 +484,19 @@ def _cmd_edit(args) -> int:
     grid = ([], [], [])  # inputs, reconstructions, edits of the first n_grid images (on the CPU)
     keep = _keep_option(args, editor.profile)
     if args.retry is not None:
-        from ..beyond.retry import MIN_BATCH, edit_checked
-
-        if len(chunks[0]) < MIN_BATCH:
-            raise ValueError(f"{_check_flag(args)}: the CLIP check compares each image with the median of its chunk, which needs at "
-                             f"least {MIN_BATCH} images; " + (
-                                 f"got {len(files)} image(s)" if len(files) < MIN_BATCH else
-                                 f"the chunks hold {batch}: give --batch-size {MIN_BATCH} or more"))
+        _check_retry_chunks(args, chunks, len(files), batch)
     start, written, res, references, retried = time.perf_counter(), 0, None, None, 0
     for chunk in progress_bar(chunks, enabled=len(chunks) > 1, unit="chunk",
                               desc=f"Editing {len(files)} images, {batch} at a time"):
         images = torch.cat([load_image(f, size) for f in chunk])
         need = n_grid - written if written < n_grid else 0
-        try:
-            kw = dict(t_edit=args.t_edit, t_boost=args.t_boost, generator=generator, reconstruct=need > 0,
-                      batch_size=batch)
-            if args.retry is None:
-                res = editor.edit(images, directions, **kw)
-            else:  # a last chunk too small for its own median is judged by the first chunk's
-                checked = edit_checked(editor, images, directions, factor=args.retry,
-                                       references=references if len(chunk) < MIN_BATCH else None, **keep, **kw)
-                res, references = checked.result, references or checked.median_gains
-                retried += int(checked.retried.sum())
-                kept_groups = checked.kept
-        except torch.OutOfMemoryError as exc:
-            raise ValueError(f"--batch-size: {batch} images at a time do not fit in the memory of "
-                             f"{editor.device} ({str(exc).splitlines()[0]}); try --batch-size {max(1, batch // 2)}") \
-                from None
+        kw = dict(t_edit=args.t_edit, t_boost=args.t_boost, generator=generator, reconstruct=need > 0,
+                  batch_size=batch)
+        res, checked = _edit_one_chunk(args, editor, images, directions, kw, references, keep)
+        if checked is not None:
+            references = references or checked.median_gains
+            retried += int(checked.retried.sum())
+            kept_groups = checked.kept
         save_images(res.edited, args.output, [f.name for f in chunk])
         if need > 0:
             for rows, x in zip(grid, (res.source, res.reconstruction, res.edited)):
@@ -528,12 +504,7 @@ def _cmd_edit(args) -> int:
         written += len(chunk)
         del images
     if args.compare is not None:
-        from .plotting import save_grid
-
-        save_grid(torch.cat([torch.cat(rows) for rows in grid]), args.compare, ncol=n_grid,
-                  scale=max(1, 96 // size))
-        shown = f"the first {n_grid} of {len(files)} images" if n_grid < len(files) else f"{n_grid} image(s)"
-        _log(f"wrote {args.compare} (rows: inputs, reconstructions, edits; {shown})")
+        _save_compare(args, grid, n_grid, len(files), size)
     _log(f"wrote {written} edited image(s) to {args.output} ({steps} DDIM steps, t_edit={res.t_edit}, "
          f"t_boost={res.t_boost}, strengths {', '.join(f'{c:g}' for c in res.strengths)}, "
          f"{len(chunks)} chunk(s) of at most {batch}, {time.perf_counter() - start:.1f} s)"
@@ -546,6 +517,65 @@ def _cmd_edit(args) -> int:
              f"read and were not edited:\n{_listing(unreadable)}")
         return 1
     return 0
+
+
+def _edit_one_chunk(args, editor, images, directions, kw: dict, references, keep: dict):
+    """One chunk of ``asyrp edit``: (the EditResult, the CLIP check's CheckedEdit or ``None``). A last chunk too
+    small for its own median is judged by the first chunk's (``references``)."""
+    import torch
+
+    try:
+        if args.retry is None:
+            return editor.edit(images, directions, **kw), None
+        from ..beyond.retry import MIN_BATCH, edit_checked
+
+        checked = edit_checked(editor, images, directions, factor=args.retry,
+                               references=references if images.shape[0] < MIN_BATCH else None, **keep, **kw)
+        return checked.result, checked
+    except torch.OutOfMemoryError as exc:
+        batch = kw["batch_size"]
+        raise ValueError(f"--batch-size: {batch} images at a time do not fit in the memory of "
+                         f"{editor.device} ({str(exc).splitlines()[0]}); try --batch-size {max(1, batch // 2)}") \
+            from None
+
+
+def _edit_inputs(args) -> tuple[list, list, list]:
+    """``asyrp edit``'s input files: (all image files found, the readable ones, (file, why) of the others); refused
+    when none can be read, noted when some cannot."""
+    found = _image_files(args.input, "--input")
+    files, unreadable = _readable(found)
+    if not files:
+        if not Path(args.input).expanduser().is_dir():
+            raise ValueError(f"--input: {found[0]}: {unreadable[0][1]}")
+        raise ValueError(f"--input: no image in {args.input} can be read ("
+                         + ("its only image file" if len(found) == 1 else f"all {len(found)} image files")
+                         + f"), so there is nothing to edit:\n{_listing(unreadable)}")
+    if unreadable:
+        _log(f"note: {len(unreadable)} of the {len(found)} image files in {args.input} cannot be read; editing the "
+             f"other {len(files)} (the unreadable ones are listed at the end)")
+    return found, files, unreadable
+
+
+def _check_retry_chunks(args, chunks: list, n_files: int, batch: int) -> None:
+    """The CLIP check's median needs a full first chunk."""
+    from ..beyond.retry import MIN_BATCH
+
+    if len(chunks[0]) < MIN_BATCH:
+        raise ValueError(f"{_check_flag(args)}: the CLIP check compares each image with the median of its chunk, which needs at "
+                         f"least {MIN_BATCH} images; " + (
+                             f"got {n_files} image(s)" if n_files < MIN_BATCH else
+                             f"the chunks hold {batch}: give --batch-size {MIN_BATCH} or more"))
+
+
+def _save_compare(args, grid, n_grid: int, n_files: int, size: int) -> None:
+    """``--compare``: inputs, reconstructions and edits of the first images, one row each."""
+    import torch
+
+    from .plotting import save_grid
+
+    save_grid(torch.cat([torch.cat(rows) for rows in grid]), args.compare, ncol=n_grid, scale=max(1, 96 // size))
+    shown = f"the first {n_grid} of {n_files} images" if n_grid < n_files else f"{n_grid} image(s)"
+    _log(f"wrote {args.compare} (rows: inputs, reconstructions, edits; {shown})")
 
 
 def _cmd_intervals(args) -> int:
@@ -629,20 +659,11 @@ def _target_of(args, meta: dict) -> tuple[str, str]:
 def _cmd_evaluate(args) -> int:
     import json
 
-    import torch
-
     from ..toy import evaluate, toyworld
     from ..core.clip_loss import DirectionalCLIPLoss
     from ..core.delta_net import DeltaNet
 
-    if args.output is not None and Path(args.output).suffix.lower() != ".json":
-        raise ValueError(f"--output: expected a .json file name, got {args.output!r}")
-    if args.profile.strip() not in EVALUATE_PROFILES:
-        raise ValueError(f"--profile: asyrp evaluate measures edits of toy faces with the toy world's oracle, which "
-                         f"reads nothing else, so it needs --profile toy; got {args.profile!r}, a model of another "
-                         f"world. To judge edits there, look at them: asyrp edit --compare GRID.png")
-    if args.seed is not None and args.seed < 0:
-        raise ValueError(f"--seed: expected a toy-world seed ≥ 0, got {args.seed}")
+    _check_evaluate_args(args)
     path, strength = parse_direction(args.direction)
     attribute, value = _target_of(args, DeltaNet.read_metadata(path))
     prof, editor, size, steps, (meta,) = _editor_for(args, [(path, strength)])
@@ -658,22 +679,7 @@ def _cmd_evaluate(args) -> int:
     seed = evaluate.HELDOUT_SEED if args.seed is None else args.seed
     src = evaluate.source_faces(attribute, value, args.n, seed=seed, size=size)
     start = time.perf_counter()
-    retry = None
-    if args.retry is None:
-        res = editor.edit(src.images, [(str(path), strength)], generator=torch.Generator().manual_seed(0),
-                          reconstruct=False)
-    else:
-        from ..beyond.retry import edit_checked
-
-        checked = edit_checked(editor, src.images, [(str(path), strength)], factor=args.retry,
-                               generator=torch.Generator().manual_seed(0), reconstruct=False, **keep)
-        res = checked.result
-        retry = {"factor": checked.factor, "share": checked.share, "retried": int(checked.retried.sum()),
-                 "median_gain": round(checked.median_gains[0], 4)}
-        if keep:
-            retry.update(keep=checked.kept, changed_first=int(checked.leaky.sum()),
-                         edits_more=int(checked.extra.sum()), weak_kept=int(checked.final_weak.any(dim=1).sum()),
-                         changed_kept=int((checked.final_changed > 0).sum()))
+    res, retry = _evaluate_edit(args, editor, src.images, (str(path), strength), keep)
     seconds = time.perf_counter() - start
     clip_loss = None
     if meta.get("source") and meta.get("target"):
@@ -692,6 +698,37 @@ def _cmd_evaluate(args) -> int:
         Path(args.output).write_text(text + "\n", encoding="utf-8")
         _log(f"wrote {args.output}")
     return 0
+
+
+def _check_evaluate_args(args) -> None:
+    if args.output is not None and Path(args.output).suffix.lower() != ".json":
+        raise ValueError(f"--output: expected a .json file name, got {args.output!r}")
+    if args.profile.strip() not in EVALUATE_PROFILES:
+        raise ValueError(f"--profile: asyrp evaluate measures edits of toy faces with the toy world's oracle, which "
+                         f"reads nothing else, so it needs --profile toy; got {args.profile!r}, a model of another "
+                         f"world. To judge edits there, look at them: asyrp edit --compare GRID.png")
+    if args.seed is not None and args.seed < 0:
+        raise ValueError(f"--seed: expected a toy-world seed ≥ 0, got {args.seed}")
+
+
+def _evaluate_edit(args, editor, images, direction: tuple, keep: dict):
+    """``asyrp evaluate``'s edit: plain, or through the CLIP check (``--retry`` / ``--keep``); (the EditResult, what
+    the check did or ``None``)."""
+    import torch
+
+    if args.retry is None:
+        return editor.edit(images, [direction], generator=torch.Generator().manual_seed(0), reconstruct=False), None
+    from ..beyond.retry import edit_checked
+
+    checked = edit_checked(editor, images, [direction], factor=args.retry,
+                           generator=torch.Generator().manual_seed(0), reconstruct=False, **keep)
+    retry = {"factor": checked.factor, "share": checked.share, "retried": int(checked.retried.sum()),
+             "median_gain": round(checked.median_gains[0], 4)}
+    if keep:
+        retry.update(keep=checked.kept, changed_first=int(checked.leaky.sum()),
+                     edits_more=int(checked.extra.sum()), weak_kept=int(checked.final_weak.any(dim=1).sum()),
+                     changed_kept=int((checked.final_changed > 0).sum()))
+    return checked.result, retry
 
 
 def _cmd_sample(args) -> int:

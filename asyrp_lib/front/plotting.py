@@ -143,14 +143,21 @@ class EditFigure:
 
 
 def edit_figure(source: torch.Tensor, edited: torch.Tensor, *, attribute: str, target_value: str, oracle,
-                lpips=None, what: str = "the edit", title: str | None = None, ncol: int | None = None) -> EditFigure:
+                what: str = "the edit", **keywords) -> EditFigure:
     """:func:`show_edit` of toy faces with the oracle's reading of ``attribute`` under each source and edit (a ✓
     where the edit reads ``target_value``, the other attributes that changed after a ≠), and the measured numbers
-    (success, others kept, LPIPS) in the title and in :attr:`EditFigure.sentence`."""
-    from ..toy.evaluate import edit_metrics
+    (success, others kept, LPIPS) in the title and in :attr:`EditFigure.sentence`. By name: the fields of
+    :class:`~asyrp_lib.toy.evaluate.MetricOptions` (``lpips=profile.lpips``, ``others=…``), and the figure's
+    ``title`` (default ``what``) and ``ncol``."""
+    from dataclasses import replace
 
-    m = edit_metrics(source, edited, attribute=attribute, target_value=target_value, oracle=oracle, lpips=lpips,
-                     per_image=True)
+    from .._utils import grouped_options
+    from ..toy.evaluate import MetricOptions, edit_metrics
+
+    g = grouped_options("edit_figure", keywords, {"metrics": (MetricOptions, None)}, also=("title", "ncol"))
+    title, ncol = g.get("title"), g.get("ncol")
+    m = edit_metrics(source, edited, attribute=attribute, target_value=target_value, oracle=oracle,
+                     options=replace(g["metrics"], per_image=True))
     n, per = m["n"], m["images"]
     hits = sum(p["hit"] for p in per)
     kept = sum(not p["changed"] for p in per)

@@ -164,10 +164,13 @@ class Playground:
     """
 
     def __init__(self, profile=None, *, n_steps: int | None = None, seed: int = 0, noise_seed: int = 0,
-                 t_edit: int | None = None, t_boost: int | None = None, oracle="auto", device=None,
-                 source_kind: str | None = None):
+                 oracle="auto", device=None, source_kind: str | None = None, **intervals):
+        from .._utils import grouped_options
         from ..core.pipeline import AsyrpEditor
         from ..models.profiles import load_profile
+
+        intervals = grouped_options("Playground", intervals, {}, also=("t_edit", "t_boost"))
+        t_edit, t_boost = intervals.get("t_edit"), intervals.get("t_boost")
 
         if profile is None or isinstance(profile, str):
             profile = load_profile(profile, device=device)
@@ -569,14 +572,7 @@ class PlaygroundUI(_w.VBox if _w is not None else object):
         self.asymmetric = W.ToggleButtons(options=["asymmetric", "symmetric"],
                                           value="asymmetric" if pg.asymmetric else "symmetric")
         self.boost = W.Checkbox(value=pg.boost, description="quality boosting (η = 1 below t_boost)", indent=False)
-        # images
-        self.images, self.captions = {}, {}
-        cells = []
-        for key, title in (("source", "source"), ("reconstruction", "reconstruction"), ("edited", "edit")):
-            self.images[key] = W.Image(format="png", width=self.image_side, height=self.image_side)
-            self.images[key].add_class(f"asyrp-{key}")
-            self.captions[key] = W.HTML(value="", layout=W.Layout(width=f"{self.image_side + 20}px"))
-            cells.append(W.VBox([W.HTML(value=f"<b>{title}</b>"), self.images[key], self.captions[key]]))
+        cells = self._image_cells(W)
         self.status = W.HTML(value="")
         self.message = W.HTML(value="")
         self.message.add_class("asyrp-message")
@@ -589,7 +585,22 @@ class PlaygroundUI(_w.VBox if _w is not None else object):
             W.HBox(cells), self.status, self.message,
         ])
         self.add_class("asyrp-playground")
+        self._wire(pg)
+        self.refresh()
 
+    def _image_cells(self, W) -> list:
+        """Source, reconstruction and edit side by side, each with its caption."""
+        self.images, self.captions = {}, {}
+        cells = []
+        for key, title in (("source", "source"), ("reconstruction", "reconstruction"), ("edited", "edit")):
+            self.images[key] = W.Image(format="png", width=self.image_side, height=self.image_side)
+            self.images[key].add_class(f"asyrp-{key}")
+            self.captions[key] = W.HTML(value="", layout=W.Layout(width=f"{self.image_side + 20}px"))
+            cells.append(W.VBox([W.HTML(value=f"<b>{title}</b>"), self.images[key], self.captions[key]]))
+        return cells
+
+    def _wire(self, pg) -> None:
+        """Every control calls the playground's setter once, through :meth:`_guard`."""
         self.source_kind.observe(self._guard(self._on_source), names="value")
         self.seed.observe(self._guard(self._on_source), names="value")
         self.upload.observe(self._guard(self._on_upload), names="value")
@@ -600,7 +611,6 @@ class PlaygroundUI(_w.VBox if _w is not None else object):
         self.asymmetric.observe(self._guard(lambda ch: self._apply(pg.set_asymmetric(ch["new"] == "asymmetric"))),
                                 names="value")
         self.boost.observe(self._guard(lambda ch: self._apply(pg.set_boost(ch["new"]))), names="value")
-        self.refresh()
 
     # -- wiring ----------------------------------------------------------------------------------
     def _guard(self, fn: Callable) -> Callable:

@@ -33,8 +33,9 @@ from typing import Sequence
 import torch
 
 from . import toyworld as tw
+from .._utils import grouped_options
 
-__all__ = ["label_of", "label_distribution", "tv_distance", "sample_quality", "edit_metrics", "attributes_kept",
+__all__ = ["MetricOptions", "label_of", "label_distribution", "tv_distance", "sample_quality", "edit_metrics", "attributes_kept",
            "check_value", "source_faces", "SourceFaces", "DEV_SEED", "HELDOUT_SEED"]
 
 #: First seed of the development faces (settings, optimising directions): DEV_SEED … DEV_SEED + 9 999.
@@ -139,28 +140,31 @@ def attributes_kept(ref: dict, edit: dict, others: Sequence[str]) -> dict[str, b
     return kept
 
 
+@dataclass(frozen=True)
+class MetricOptions:
+    """What :func:`edit_metrics` measures beside success: ``lpips`` (``(x, y) -> (N,)``, e.g. ``profile.lpips``),
+    ``clip_loss`` (a :class:`asyrp_lib.core.clip_loss.DirectionalCLIPLoss`, for S_dir); what counts as kept:
+    ``others`` (the attributes that must be kept; default all but the edited one), ``source_attrs`` (ground truth of
+    the sources, e.g. ``SourceFaces.attrs``, instead of the oracle's reading of them), ``face_threshold`` (the
+    oracle's face score an edit needs); and ``batch_size`` (images per LPIPS / CLIP batch), ``per_image`` (also one
+    dict per face)."""
+
+    lpips: object = None
+    clip_loss: object = None
+    others: Sequence[str] | None = None
+    source_attrs: Sequence[dict] | None = None
+    face_threshold: float = 0.5
+    batch_size: int = 64
+    per_image: bool = False
+
+
 @torch.no_grad()
-def edit_metrics(
-    source_images: torch.Tensor,
-    edited_images: torch.Tensor,
-    *,
-    attribute: str,
-    target_value: str,
-    oracle,
-    lpips=None,
-    clip_loss=None,
-    others: Sequence[str] | None = None,
-    source_attrs: Sequence[dict] | None = None,
-    face_threshold: float = 0.5,
-    batch_size: int = 64,
-    per_image: bool = False,
-) -> dict:
+def edit_metrics(source_images: torch.Tensor, edited_images: torch.Tensor, *, attribute: str, target_value: str,
+                 oracle, options: MetricOptions | None = None, **keywords) -> dict:
     """How well ``edited_images`` edit ``source_images`` to ``attribute = target_value`` (see the module docstring).
 
-    ``oracle``: has ``predict(images) -> list[dict]``; ``lpips``: ``(x, y) -> (N,)`` (e.g. ``profile.lpips``);
-    ``clip_loss``: a :class:`asyrp_lib.core.clip_loss.DirectionalCLIPLoss` for S_dir; ``others``: the attributes that
-    must be kept (default: all but ``attribute``); ``source_attrs``: ground truth of the sources (e.g.
-    ``SourceFaces.attrs``) to compare the others with, instead of the oracle's reading of the sources.
+    ``oracle``: has ``predict(images) -> list[dict]``; ``options``: a :class:`MetricOptions`, whose fields may also
+    be given by name (``lpips=profile.lpips``, ``clip_loss=…``, ``others=[…]``, ``source_attrs=…``, ``per_image=True``).
     Edited images are clamped to [-1, 1]. Returns ``n``, ``success``, ``others_kept``, ``kept_by_attribute``,
     ``changes`` (for each other attribute, how often it went from which value to which: ``{"skin":
     {"dark → medium": 9}}``, so a shortfall in ``others_kept`` says what the edit does instead), ``lpips``,
@@ -169,7 +173,8 @@ def edit_metrics(
     label of ``attribute`` on the source and the edit (``before``, ``after``), ``hit`` and the other attributes
     that changed (``changed``), for figures.
     """
-    others = _checked_edit_inputs(source_images, edited_images, attribute, target_value, others, source_attrs,
+    o = grouped_options("edit_metrics", keywords, {"options": (MetricOptions, options)})["options"]
+    others = _checked_edit_inputs(source_images, edited_images, attribute, target_value, o.others, o.source_attrs,
                                   oracle)
     n = source_images.shape[0]
     source = source_images.float().clamp(-1, 1)
@@ -178,20 +183,13 @@ def edit_metrics(
     pred_source = list(oracle.predict(source))
     if len(pred_edit) != n or len(pred_source) != n:
         raise ValueError(f"oracle: predict returned {len(pred_edit)} / {len(pred_source)} dicts for {n} images")
-    refs = pred_source if source_attrs is None else list(source_attrs)
+    refs = pred_source if o.source_attrs is None else list(o.source_attrs)
 
-    is_face = [p["face"] >= face_threshold for p in pred_edit]
+    is_face = [p["face"] >= o.face_threshold for p in pred_edit]
     hit = [f and label_of(p, attribute) == target_value and (attribute != "hair_color" or p["hair"] != "none")
            for p, f in zip(pred_edit, is_face)]
     kept = [attributes_kept(r, p, others) for r, p in zip(refs, pred_edit)]
-    by_attr, changes = {}, {}
-    for a in others:
-        vals = [k[a] for k in kept if a in k]
-        by_attr[a] = sum(vals) / len(vals) if vals else None
-        moves = Counter(f"{label_of(r, a)} → {label_of(p, a)}" for r, p, k in zip(refs, pred_edit, kept)
-                        if a in k and not k[a])
-        changes[a] = dict(sorted(moves.items(), key=lambda kv: (-kv[1], kv[0])))
-
+    by_attr, changes = _kept_and_changes(refs, pred_edit, kept, others)
     out = {
         "n": n,
         "success": sum(hit) / n,
@@ -203,15 +201,28 @@ def edit_metrics(
         "face_rate": sum(is_face) / n,
         "source_success": sum(label_of(p, attribute) == target_value for p in pred_source) / n,
     }
-    if per_image:
+    if o.per_image:
         out["images"] = [{"before": label_of(ps, attribute), "after": label_of(p, attribute), "hit": h,
                           "changed": sorted(a for a, ok in k.items() if not ok)}
                          for ps, p, h, k in zip(pred_source, pred_edit, hit, kept)]
-    if lpips is not None:
-        out["lpips"] = _batched_mean(lpips, lpips, source, edited, batch_size)
-    if clip_loss is not None:  # S_dir takes (edited, source)
-        out["s_dir"] = _batched_mean(clip_loss.similarity, clip_loss, edited, source, batch_size)
+    if o.lpips is not None:
+        out["lpips"] = _batched_mean(o.lpips, o.lpips, source, edited, o.batch_size)
+    if o.clip_loss is not None:  # S_dir takes (edited, source)
+        out["s_dir"] = _batched_mean(o.clip_loss.similarity, o.clip_loss, edited, source, o.batch_size)
     return out
+
+
+def _kept_and_changes(refs, pred_edit, kept, others) -> tuple[dict, dict]:
+    """For each other attribute: the share of faces that kept it, and how often it moved from which value to
+    which."""
+    by_attr, changes = {}, {}
+    for a in others:
+        vals = [k[a] for k in kept if a in k]
+        by_attr[a] = sum(vals) / len(vals) if vals else None
+        moves = Counter(f"{label_of(r, a)} → {label_of(p, a)}" for r, p, k in zip(refs, pred_edit, kept)
+                        if a in k and not k[a])
+        changes[a] = dict(sorted(moves.items(), key=lambda kv: (-kv[1], kv[0])))
+    return by_attr, changes
 
 
 def _batched_mean(fn, module, a: torch.Tensor, b: torch.Tensor, batch_size: int) -> float:
