@@ -68,6 +68,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .._args import positive_float_arg, positive_int_arg
+
 __all__ = ["COURSE_NOTEBOOKS", "LAYOUT", "Submission", "Graded", "find_submissions", "student_of_file",
            "identify", "grade_folder", "table", "report", "to_json", "add_arguments", "main", "DEFAULT_TIMEOUT",
            "GRADE_CELL_TIMEOUT"]
@@ -586,36 +588,16 @@ exit status: 0 when the folder was graded (whatever the points); 2 when there is
 argument is wrong; 1 when the grader could not run (nbclient/ipykernel missing, no kernel started)."""
 
 
-def _seconds(value: str) -> float:
-    try:
-        v = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value!r}")
-    return v
-
-
-def _jobs(value: str) -> int:
-    try:
-        v = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return v
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("folder", metavar="FOLDER", help="the submissions (layout below), or one .ipynb file")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the table and every notebook's "
                    "result (points, status, what was wrong) as JSON")
-    p.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+    p.add_argument("--timeout", type=positive_float_arg, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                    help=f"time limit for one notebook's cells; past it the kernel is killed and the row says "
                         f"'timed out' (default {DEFAULT_TIMEOUT})")
     p.add_argument("--profile", default=None, help="ASYRP_PROFILE for the notebooks (default: inherited from "
                    "the environment; the notebooks fall back on toy without a GPU)")
-    p.add_argument("--jobs", type=_jobs, default=1, metavar="N", help="notebooks run at once (default 1)")
+    p.add_argument("--jobs", type=positive_int_arg, default=1, metavar="N", help="notebooks run at once (default 1)")
     p.add_argument("--executed", metavar="FOLDER", default=None,
                    help="save each executed notebook (its outputs, and the grading cell at the end) under "
                         "FOLDER, in the submissions' layout")

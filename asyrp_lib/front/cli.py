@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from .._args import positive_float_arg, positive_int_arg
+
 __all__ = ["main", "build_parser", "parse_direction", "directions_dir", "COMPARE_MAX", "EVALUATE_PROFILES"]
 
 #: ``asyrp edit --compare`` shows at most this many images (the grid of a large folder would be unreadable).
@@ -31,16 +33,6 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "openai/clip-vit-base-patch16)")
 
 
-def _positive_int(value: str) -> int:
-    try:
-        v = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return v
-
-
 def _timestep(value: str) -> int:
     """A non-negative integer; its upper bound (the schedule's T - 1) is checked once the model is loaded."""
     try:
@@ -49,16 +41,6 @@ def _timestep(value: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer timestep, got {value!r}") from None
     if v < 0:
         raise argparse.ArgumentTypeError(f"expected an integer timestep ≥ 0, got {value!r}")
-    return v
-
-
-def _positive_float(value: str) -> float:
-    try:
-        v = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
     return v
 
 
@@ -109,8 +91,8 @@ def _add_sample(sub) -> None:
     p = sub.add_parser("sample", help="DDIM samples from the profile's diffusion model, as a PNG grid")
     _common(p)
     p.add_argument("--output", default="samples.png", help="PNG file to write (default: samples.png)")
-    p.add_argument("--n", type=_positive_int, default=8, help="number of samples (default 8)")
-    p.add_argument("--steps", type=_positive_int, default=None, help="DDIM steps (default: the profile's)")
+    p.add_argument("--n", type=positive_int_arg, default=8, help="number of samples (default 8)")
+    p.add_argument("--steps", type=positive_int_arg, default=None, help="DDIM steps (default: the profile's)")
     p.add_argument("--eta", type=float, default=0.0, help="η in [0, 1]: 0 deterministic DDIM, 1 DDPM-like")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_sample)
@@ -127,16 +109,16 @@ def _add_train(sub) -> None:
     p.add_argument("--target", default=None, help='what the edit should make of them, e.g. "smiling face"')
     p.add_argument("--output", required=True, help="folder for the trained direction (checkpoints)")
     p.add_argument("--images", default=None, help="folder (or file) of training images (default: sample them)")
-    p.add_argument("--n-images", type=_positive_int, default=16, help="images to sample when --images is not "
+    p.add_argument("--n-images", type=positive_int_arg, default=16, help="images to sample when --images is not "
                    "given (default 16)")
-    p.add_argument("--steps", type=_positive_int, default=None, help="DDIM steps (default: the profile's)")
-    p.add_argument("--epochs", type=_positive_int, default=1, help="passes over the images (default 1)")
-    p.add_argument("--batch-size", type=_positive_int, default=4, help="images per batch (default 4)")
+    p.add_argument("--steps", type=positive_int_arg, default=None, help="DDIM steps (default: the profile's)")
+    p.add_argument("--epochs", type=positive_int_arg, default=1, help="passes over the images (default 1)")
+    p.add_argument("--batch-size", type=positive_int_arg, default=4, help="images per batch (default 4)")
     p.add_argument("--recipe", choices=("profile", "paper"), default="profile",
                    help="where the learning rate, λ_L1, t_edit and the L1 options come from when not given: the "
                         "profile's own recipe, measured to work there (default; printed when training starts), or "
                         "the paper's (λ_L1 3, t_edit from the LPIPS rule, Adam 0.1)")
-    p.add_argument("--lr", type=_positive_float, default=None, help="Adam learning rate (default: the recipe's)")
+    p.add_argument("--lr", type=positive_float_arg, default=None, help="Adam learning rate (default: the recipe's)")
     p.add_argument("--t-edit", type=_timestep, default=None, help="edit for t ≥ T_EDIT (default: the recipe's; "
                    "with --recipe paper, from the LPIPS curve, see asyrp intervals)")
     p.add_argument("--t-boost", type=_timestep, default=None, help="quality boosting below T_BOOST (default: from "
@@ -144,7 +126,7 @@ def _add_train(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=_seconds, default=60.0, metavar="SECONDS",
                    help="checkpoint at least this often during an epoch (default 60; 0: only after each epoch)")
-    p.add_argument("--lambda-l1", type=_positive_float, default=None, metavar="λ",
+    p.add_argument("--lambda-l1", type=positive_float_arg, default=None, metavar="λ",
                    help="weight of the L1 term that keeps P_t^edit near P_t (default: the recipe's; larger "
                         "keeps more of the image and edits less)")
     p.add_argument("--l1-target", choices=("unedited", "current"), default=None,
@@ -199,7 +181,7 @@ def _add_edit(sub) -> None:
     p.add_argument("--output", required=True, help="folder for the edited PNGs")
     p.add_argument("--t-edit", type=_timestep, default=None, help="default: the direction's own")
     p.add_argument("--t-boost", type=_timestep, default=None, help="default: the direction's own")
-    p.add_argument("--steps", type=_positive_int, default=None, help="DDIM steps (default: those the direction "
+    p.add_argument("--steps", type=positive_int_arg, default=None, help="DDIM steps (default: those the direction "
                    "was trained with)")
     p.add_argument("--seed", type=int, default=0, help="seed of the quality-boosting noise")
     # _utils.PRECISIONS, written out: the parser is built without importing torch
@@ -208,7 +190,7 @@ def _add_edit(sub) -> None:
                         "support and on GPUs; its error against fp32 is in benchmarks/README.md")
     p.add_argument("--compare", default=None, metavar="FILE.png",
                    help=f"also write a grid: inputs / reconstructions / edits (of the first {COMPARE_MAX} images)")
-    p.add_argument("--batch-size", type=_positive_int, default=None,
+    p.add_argument("--batch-size", type=positive_int_arg, default=None,
                    help="images loaded, edited and written together; a folder goes through in chunks of this size, "
                         "so it never sits on the device whole (default: 4 images of 256×256, more of smaller ones, "
                         "asyrp_lib.core.pipeline.default_batch_size); lower it if the GPU runs out of memory")
@@ -225,11 +207,11 @@ def _add_intervals(sub) -> None:
     p.add_argument("--source", required=True)
     p.add_argument("--target", required=True)
     p.add_argument("--images", default=None, help="folder (or file) of images (default: sample them)")
-    p.add_argument("--n-images", type=_positive_int, default=8, help="images to sample (default 8)")
-    p.add_argument("--steps", type=_positive_int, default=None, help="DDIM steps for sampling images")
-    p.add_argument("--points", type=_positive_int, default=50, help="timesteps on each curve (default 50)")
-    p.add_argument("--edit-lpips", type=_positive_float, default=None, help="threshold on LPIPS(x, P_t) (default: the profile's)")
-    p.add_argument("--boost-lpips", type=_positive_float, default=None, help="threshold on γ_t = LPIPS(x, x_t) (default: the profile's)")
+    p.add_argument("--n-images", type=positive_int_arg, default=8, help="images to sample (default 8)")
+    p.add_argument("--steps", type=positive_int_arg, default=None, help="DDIM steps for sampling images")
+    p.add_argument("--points", type=positive_int_arg, default=50, help="timesteps on each curve (default 50)")
+    p.add_argument("--edit-lpips", type=positive_float_arg, default=None, help="threshold on LPIPS(x, P_t) (default: the profile's)")
+    p.add_argument("--boost-lpips", type=positive_float_arg, default=None, help="threshold on γ_t = LPIPS(x, x_t) (default: the profile's)")
     p.add_argument("--output", default="intervals", help="file prefix for PREFIX.json and PREFIX.png "
                    "(default: intervals)")
     p.add_argument("--seed", type=int, default=0)
@@ -246,9 +228,9 @@ def _add_demo(sub) -> None:
     p.add_argument("--output", default="demo.png", help="PNG file to write (default: demo.png)")
     p.add_argument("--direction", action="append", default=None, metavar="DIR_OR_NAME[:STRENGTH]",
                    help="directions to show (default: every shipped one); repeatable")
-    p.add_argument("--n", type=_positive_int, default=6, help="number of faces (default 6)")
+    p.add_argument("--n", type=positive_int_arg, default=6, help="number of faces (default 6)")
     p.add_argument("--seed", type=int, default=0, help="which faces (toy world seed)")
-    p.add_argument("--steps", type=_positive_int, default=None, help="DDIM steps (default: the directions')")
+    p.add_argument("--steps", type=positive_int_arg, default=None, help="DDIM steps (default: the directions')")
     p.set_defaults(func=_cmd_demo)
 
 
@@ -263,9 +245,9 @@ def _add_evaluate(sub) -> None:
                    "(default: the one recorded in the direction, as for the shipped ones)")
     p.add_argument("--value", default=None, help="the value it should reach, e.g. smiling, yes, closed, red "
                    "(default: the direction's)")
-    p.add_argument("--n", type=_positive_int, default=32, help="number of held-out faces (default 32)")
+    p.add_argument("--n", type=positive_int_arg, default=32, help="number of held-out faces (default 32)")
     p.add_argument("--seed", type=int, default=None, help="first toy-world seed (default: the held-out range)")
-    p.add_argument("--steps", type=_positive_int, default=None, help="DDIM steps (default: the direction's)")
+    p.add_argument("--steps", type=positive_int_arg, default=None, help="DDIM steps (default: the direction's)")
     _add_retry(p)
     p.add_argument("--output", default=None, metavar="FILE.json", help="also write the metrics here")
     p.set_defaults(func=_cmd_evaluate)
