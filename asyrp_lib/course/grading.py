@@ -76,7 +76,8 @@ __all__ = ["COURSE_NOTEBOOKS", "LAYOUT", "Submission", "Graded", "find_submissio
 
 #: The course's notebooks (their stems), in order.
 COURSE_NOTEBOOKS = ("00_tour", "01_ddim", "02_directional_clip", "03_lpips", "04_naive_edits", "05_h_space",
-                    "06_training_f_t", "07_intervals", "08_playground", "09_beyond")
+                    "06_training_f_t", "07_intervals", "08_playground", "09_beyond",
+                    "10_hspace_methods")
 #: Seconds a notebook's cells may run in all before its kernel is killed (the toy profile's slowest notebook
 #: takes about 3 min on a 2-core CPU).
 DEFAULT_TIMEOUT = 600
