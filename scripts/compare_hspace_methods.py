@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,6 +34,9 @@ from asyrp_lib.toy import evaluate as ev  # noqa: E402
 from asyrp_lib.toy import toyworld as tw  # noqa: E402
 from asyrp_lib._utils import data_dir  # noqa: E402
 from asyrp_lib.beyond import methods as bm  # noqa: E402
+
+sys.path.insert(0, str(REPO / "scripts"))
+from compare_methods import commit, machine  # noqa: E402  (one home: the comparison script's)
 
 UNSUPERVISED = ("PCA of h", "Jacobian ∂P_t/∂h", "pullback ∂h/∂x_t")
 FIRST = ("Asyrp (f_t)", "boundary (oracle labels)", "boundary (CLIP labels)", "content injection")
@@ -69,22 +70,6 @@ def parse_args(argv=None):
     p.add_argument("--cache", default=None, help="where fitted directions are kept (default: next to --output)")
     p.add_argument("--device", default="cpu")
     return p.parse_args(argv)
-
-
-def machine(device: str) -> str:
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    n = torch.get_num_threads()
-    return f"CPU ({platform.machine()}, {n} thread{'' if n == 1 else 's'})"
-
-
-def commit() -> str:
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
-    try:
-        return git("rev-parse", "--short", "HEAD") + ("+changes" if git("status", "--porcelain", "-uno") else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 class Run:
