@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from .._args import positive_float_arg, positive_int_arg
+from .._args import positive_float_arg, positive_int_arg, seconds_arg, timestep_arg
 
 __all__ = ["main", "build_parser", "parse_direction", "directions_dir", "COMPARE_MAX", "EVALUATE_PROFILES"]
 
@@ -31,28 +31,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip", default=None, metavar="HUB_ID_OR_FOLDER",
                    help="another CLIP for the profile (default: the profile's own; hub models use "
                         "openai/clip-vit-base-patch16)")
-
-
-def _timestep(value: str) -> int:
-    """A non-negative integer; its upper bound (the schedule's T - 1) is checked once the model is loaded."""
-    try:
-        v = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer timestep, got {value!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer timestep ≥ 0, got {value!r}")
-    return v
-
-
-def _seconds(value: str) -> float:
-    """A finite number of seconds ≥ 0."""
-    try:
-        v = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds ≥ 0, got {value!r}") from None
-    if not 0 <= v < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds ≥ 0, got {value!r}")
-    return v
 
 
 def _factor(value: str) -> float:
@@ -119,12 +97,12 @@ def _add_train(sub) -> None:
                         "profile's own recipe, measured to work there (default; printed when training starts), or "
                         "the paper's (λ_L1 3, t_edit from the LPIPS rule, Adam 0.1)")
     p.add_argument("--lr", type=positive_float_arg, default=None, help="Adam learning rate (default: the recipe's)")
-    p.add_argument("--t-edit", type=_timestep, default=None, help="edit for t ≥ T_EDIT (default: the recipe's; "
+    p.add_argument("--t-edit", type=timestep_arg, default=None, help="edit for t ≥ T_EDIT (default: the recipe's; "
                    "with --recipe paper, from the LPIPS curve, see asyrp intervals)")
-    p.add_argument("--t-boost", type=_timestep, default=None, help="quality boosting below T_BOOST (default: from "
+    p.add_argument("--t-boost", type=timestep_arg, default=None, help="quality boosting below T_BOOST (default: from "
                    "the LPIPS curve)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save-every", type=_seconds, default=60.0, metavar="SECONDS",
+    p.add_argument("--save-every", type=seconds_arg, default=60.0, metavar="SECONDS",
                    help="checkpoint at least this often during an epoch (default 60; 0: only after each epoch)")
     p.add_argument("--lambda-l1", type=positive_float_arg, default=None, metavar="λ",
                    help="weight of the L1 term that keeps P_t^edit near P_t (default: the recipe's; larger "
@@ -179,8 +157,8 @@ def _add_edit(sub) -> None:
                         "data/directions/, optionally with a strength in [-5, 5] (default 1); repeat to combine")
     p.add_argument("--input", required=True, help="an image file or a folder of images")
     p.add_argument("--output", required=True, help="folder for the edited PNGs")
-    p.add_argument("--t-edit", type=_timestep, default=None, help="default: the direction's own")
-    p.add_argument("--t-boost", type=_timestep, default=None, help="default: the direction's own")
+    p.add_argument("--t-edit", type=timestep_arg, default=None, help="default: the direction's own")
+    p.add_argument("--t-boost", type=timestep_arg, default=None, help="default: the direction's own")
     p.add_argument("--steps", type=positive_int_arg, default=None, help="DDIM steps (default: those the direction "
                    "was trained with)")
     p.add_argument("--seed", type=int, default=0, help="seed of the quality-boosting noise")
