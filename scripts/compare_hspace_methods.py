@@ -10,11 +10,14 @@ oracle's labels, and content injection from a reference face. All edit the same 
 any of the four targets; seeds HELDOUT_SEED + 5000 …, not those of scripts/compare_methods.py), with η = 0.
 
 Stages, in order (each writes the JSON as it goes; a row already in the file is kept, so a stopped run resumes):
-reconstruction; Asyrp f_t, the two boundaries and injection; the unsupervised directions (fit and named on
+reconstruction; Asyrp f_t, the two boundaries (each one's strength chosen on the development faces that name the
+unsupervised directions, among 1, 2, 4, 8 class-mean distances) and injection; the unsupervised directions (fit and named on
 development faces once for every attribute, then applied); the optimised global Δh and ε-shift; then the
 strength curves (×0.5 and ×2 of
 each method's chosen strength on the first --curve-faces faces). Fitted directions are cached in --cache.
-Writes benchmarks/hspace_methods.json and .md (with the commit, machine and date).
+``--redo METHOD …`` measures those methods' rows (of --attributes) again. Writes benchmarks/hspace_methods.json
+and .md (with the commit, machine and date); the report is ``complete`` when every method × attribute has its row
+and its strength curve (or was skipped, with the reason in ``skipped``).
 """
 from __future__ import annotations
 
@@ -60,6 +63,8 @@ def parse_args(argv=None):
     p.add_argument("--attributes", nargs="*", default=list(bm.TARGETS), choices=list(bm.TARGETS))
     p.add_argument("--methods", nargs="*", default=list(bm.METHODS), choices=list(bm.METHODS))
     p.add_argument("--no-curves", action="store_true")
+    p.add_argument("--redo", nargs="*", default=[], choices=list(bm.METHODS), metavar="METHOD",
+                   help="measure these methods' rows of --attributes again (their old rows and curves dropped)")
     p.add_argument("--curve-multipliers", nargs="*", type=float, default=[0.5, 2.0],
                    help="the strength curve's points, as multiples of the table's strength (default 0.5 2)")
     p.add_argument("--no-reconstruction", action="store_true", help="no reconstruction rows (a run beside another)")
@@ -88,6 +93,11 @@ class Run:
         self.report.setdefault("rows", {})
         self.report.setdefault("fits", {})
         self.report.setdefault("injection_sources", {})
+        self.report.setdefault("skipped", {})
+        for name in args.attributes:
+            for method in args.redo:
+                self.report["rows"].get(name, {}).pop(method, None)
+                self.report["skipped"].pop(f"{name}: {method}", None)
         self.report.update(settings={k: v for k, v in vars(args).items() if k not in ("output", "cache")},
                            test_seed=TEST_SEED, dev_seed=DEV_SEED)
         self.profile = load_profile(args.profile, device=args.device)
@@ -115,7 +125,8 @@ class Run:
         self.report.update(commit=commit(), machine=machine(self.args.device),
                            date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
         done = sum(len(r) for r in self.report["rows"].values())
-        self.report["complete"] = False
+        self.report["missing"] = missing(self.report)
+        self.report["complete"] = not self.report["missing"]
         self.out.write_text(json.dumps(self.report, indent=1, ensure_ascii=False))
         write_markdown(self.out.with_suffix(".md"), self.report)
         print(f"[{time.strftime('%H:%M:%S')}] {done} rows in {self.out}", file=sys.stderr, flush=True)
@@ -140,6 +151,10 @@ class Run:
         out = (value, time.perf_counter() - t0)
         torch.save(out, path)
         return out
+
+    def skip(self, name: str, method: str, why) -> None:
+        print(f"{name}: {method} skipped: {why}", file=sys.stderr)
+        self.report["skipped"][f"{name}: {method}"] = str(why)
 
     def dev_faces(self, n: int, offset: int) -> torch.Tensor:
         attrs = tw.sample_attributes(n, DEV_SEED + offset)
@@ -178,7 +193,7 @@ def stage_first(run: Run):
                 run.row(name, "Asyrp (f_t)", x, 1.0, time.perf_counter() - t0, fit_seconds=None,
                         direction=str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path))
             except (ValueError, FileNotFoundError) as exc:
-                print(f"{name}: Asyrp (f_t) skipped: {exc}", file=sys.stderr)
+                run.skip(name, "Asyrp (f_t)", exc)
         for labels in ("oracle", "clip"):
             method = f"boundary ({'oracle' if labels == 'oracle' else 'CLIP'} labels)"
             if name not in run.wanted(method):
@@ -188,15 +203,23 @@ def stage_first(run: Run):
             try:
                 b = run.bench.boundary(h, images, attribute, value, labels=labels, prompt=prompt)
             except ValueError as exc:
-                print(f"{name}: {method} skipped: {exc}", file=sys.stderr)
+                run.skip(name, method, exc)
                 continue
             fit = time.perf_counter() - t0 + h_sec
+            chosen, choose_sec = run.cached(f"boundary_{labels}_{attribute}_{value}_strength",
+                                            lambda: run.bench.boundary_strength(b, dev_named(run), attribute, value))
+            if chosen["strength"] is None:
+                run.skip(name, method, "no development face without the target to choose its strength on")
+                continue
+            c = chosen["strength"]
             t0 = time.perf_counter()
-            x = run.bench.edit_h(run.test.images, [b.delta_h(1.0).to(run.profile.device)])[0]
+            x = run.bench.edit_h(run.test.images, [b.delta_h(c).to(run.profile.device)])[0]
             run.report["fits"].setdefault(method, {})[name] = {
                 "train_accuracy": b.train_accuracy, "label_accuracy": b.label_accuracy, "distance": b.distance,
-                "faces": int(h.shape[0]), "t": b.t}
-            run.row(name, method, x, 1.0, time.perf_counter() - t0, fit_seconds=fit,
+                "faces": int(h.shape[0]), "t": b.t, "strength": c, "strength_seconds": choose_sec,
+                "dev_faces": chosen["n"], "dev_scores": {f"{k:g}": v for k, v in chosen["scores"].items()},
+                "dev_success": chosen["success"], "dev_others_kept": chosen["others_kept"]}
+            run.row(name, method, x, c, time.perf_counter() - t0, fit_seconds=fit + choose_sec,
                     label_accuracy=b.label_accuracy)
         if name in run.wanted("content injection"):
             contents = content_faces(run, attribute, value)
@@ -240,8 +263,13 @@ def fit_unsupervised(run: Run, method: str):
     return v, s, sec
 
 
+def dev_named(run: Run) -> torch.Tensor:
+    """The development faces on which the unsupervised directions are named and the boundaries' strengths chosen."""
+    return run.dev_faces(run.args.n_dev, 4)
+
+
 def stage_unsupervised(run: Run):
-    dev = run.dev_faces(run.args.n_dev, 4)
+    dev = dev_named(run)
     targets = [bm.TARGETS[n][:2] for n in bm.TARGETS]  # named once for every attribute
     for method in UNSUPERVISED:
         names = run.wanted(method)
@@ -266,7 +294,7 @@ def stage_unsupervised(run: Run):
             attribute, value = bm.TARGETS[name][:2]
             m = matches[f"{attribute}={value}"]
             if m["best"] is None:
-                print(f"{name}: {method} not named (no development face without the target)", file=sys.stderr)
+                run.skip(name, method, "not named (no development face without the target)")
                 continue
             delta = cands[m["best"]]
             strength = float(m["best"].split("×")[1])
@@ -342,10 +370,28 @@ def delta_of(run: Run, name: str, method: str) -> torch.Tensor:
         return bm.candidates(v, s, _CAND_STRENGTHS[method])[r["named"]]
     images, h, _ = h_bank(run)
     labels = "oracle" if "oracle" in method else "clip"
-    return run.bench.boundary(h, images, attribute, value, labels=labels, prompt=bm.TARGETS[name][4]).delta_h(1.0)
+    b = run.bench.boundary(h, images, attribute, value, labels=labels, prompt=bm.TARGETS[name][4])
+    return b.delta_h(run.report["rows"][name][method]["strength"])
 
 
 # --------------------------------------------------------------------------------------------
+def missing(report: dict) -> list[str]:
+    """"attribute: method" of every row of :data:`asyrp_lib.beyond.methods.TARGETS` × METHODS (and the
+    reconstruction) not measured yet, or measured without its strength curve; skipped ones (``skipped``) aside."""
+    out = []
+    for name in bm.TARGETS:
+        rows = report.get("rows", {}).get(name, {})
+        for method in ("reconstruction", *bm.METHODS):
+            key = f"{name}: {method}"
+            if key in report.get("skipped", {}):
+                continue
+            if method not in rows:
+                out.append(key)
+            elif method != "reconstruction" and len(rows[method].get("curve", [])) < 3:
+                out.append(f"{key} (strength curve)")
+    return out
+
+
 def write_markdown(path: Path, report: dict) -> None:
     s = report.get("settings", {})
     lines = ["# h-space editing methods side by side on held-out toy faces\n",
@@ -353,6 +399,9 @@ def write_markdown(path: Path, report: dict) -> None:
              f"edited on [T, t_edit = {report.get('t_edit')}] ({report.get('n_steps')} DDIM steps; h read at "
              f"t_m = {report.get('t_m')}); measured by `scripts/compare_hspace_methods.py` at commit "
              f"{report.get('commit')} on {report.get('machine')}, {report.get('date')}.\n",
+             "The strength of each boundary (in class-mean distances along its normal) was chosen on "
+             f"{s.get('n_dev')} development faces among {', '.join(f'{c:g}' for c in bm.BOUNDARY_STRENGTHS)} by the "
+             "rule that names the unsupervised directions (success × others kept on the faces without the target).\n",
              "x_T optimisation and the symmetric Δh are not rerun here: see `data/directions/comparison.md`. "
              "Times are wall-clock seconds on that machine, shared with other jobs while it ran: compare them within "
              "one table only. The fit of an unsupervised direction includes naming it on development faces.\n"]
@@ -361,8 +410,11 @@ def write_markdown(path: Path, report: dict) -> None:
         lines.append(f"Some rows were measured by runs beside this one on the same faces and machine, merged in "
                      f"with --merge ({side}).\n")
     if not report.get("complete"):
+        gaps = report.get("missing") or missing(report)
         lines.append("**Partial**: the run was stopped before every row was measured; missing rows are not measured "
-                     "(rerun the script to resume).\n")
+                     f"(rerun the script to resume). Missing: {'; '.join(gaps)}.\n")
+    for key, why in report.get("skipped", {}).items():
+        lines.append(f"Skipped: {key} ({why}).\n")
     for name, rows in report["rows"].items():
         lines.append(f"## {name}\n")
         lines.append(bm.results_table(rows) + "\n")
@@ -383,13 +435,15 @@ def merge(out: Path, others) -> None:
                     points = {p["strength"]: p for p in row.get("curve", [])}
                     points.update({p["strength"]: p for p in kept.get("curve", [])})  # the kept row's own win
                     kept["curve"] = [points[k] for k in sorted(points)]
-        for key in ("fits", "injection_sources"):
+        for key in ("fits", "injection_sources", "skipped"):
             for k, v in other.get(key, {}).items():
                 report.setdefault(key, {}).setdefault(k, v)
         report.setdefault("merged", []).append({k: other.get(k) for k in ("commit", "machine", "date", "settings")})
     order = ["reconstruction", *bm.METHODS]
     report["rows"] = {n: dict(sorted(r.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99))
                       for n, r in report["rows"].items()}
+    report["missing"] = missing(report)
+    report["complete"] = not report["missing"]
     out.write_text(json.dumps(report, indent=1, ensure_ascii=False))
     write_markdown(out.with_suffix(".md"), report)
 
@@ -408,9 +462,7 @@ def main(argv=None) -> int:
     stage_optimised(run)
     if not args.no_curves:
         stage_curves(run)
-    run.report["complete"] = True
-    run.out.write_text(json.dumps(run.report, indent=1, ensure_ascii=False))
-    write_markdown(run.out.with_suffix(".md"), run.report)
+    run.save()
     return 0
 
 

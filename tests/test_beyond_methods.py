@@ -9,7 +9,7 @@ import torch
 from _scripts import load_script
 
 from asyrp_lib.beyond import methods as bm
-from asyrp_lib.beyond.boundary import boundary_direction, fit_linear_boundary
+from asyrp_lib.beyond.boundary import boundary_delta, boundary_direction, class_mean_distance, fit_linear_boundary
 from asyrp_lib.beyond.injection import attribute_sources, inject, slerp
 from asyrp_lib.beyond.pullback import edit_x_t, latent_at, pullback_basis, pullback_directions
 from asyrp_lib.core.ddim import timesteps as ddim_timesteps
@@ -51,6 +51,21 @@ def test_boundary_direction_keeps_the_shape_and_reports_label_accuracy():
     assert torch.allclose(b.delta_h(2.0), 2.0 * b.distance * b.normal)
     with pytest.raises(ValueError, match="both classes"):
         fit_linear_boundary(h.flatten(1), torch.ones(60, dtype=torch.bool))
+
+
+def test_boundary_delta_is_c_times_the_class_mean_distance_along_the_unit_normal():
+    h = torch.zeros(4, 1, 2, 2)
+    h[:, 0, 0, 0] = torch.tensor([3.0, 5.0, 0.0, 1.0])  # the positives at 3 and 5, the negatives at 0 and 1
+    h[:, 0, 1, 1] = torch.tensor([7.0, -7.0, 2.0, 2.0])  # off the normal: no part of d
+    y = torch.tensor([True, True, False, False])
+    w = torch.zeros(1, 2, 2)
+    w[0, 0, 0] = 10.0  # any length: the unit normal is e_00
+    assert float(class_mean_distance(h, y, w)) == pytest.approx(3.5)  # 4 − 0.5
+    d = boundary_delta(h, y, w, 2.0)
+    assert d.shape == (1, 2, 2) and float(d[0, 0, 0]) == pytest.approx(7.0) and float(d.abs().sum()) == pytest.approx(7.0)
+    b = boundary_direction(h, y, 500)  # the fitted boundary's Δh is the same function of its normal
+    assert bool((b.labels == y).all())
+    assert torch.allclose(b.delta_h(3.0), boundary_delta(h, y, b.normal, 3.0), atol=1e-5)
 
 
 def test_power_iteration_finds_the_top_singular_vectors_of_a_known_map():
@@ -133,6 +148,22 @@ def test_match_candidates_names_the_direction_that_edits_and_keeps():
     assert m["hair_color=red"]["score"] == 0.0
 
 
+def test_choose_strength_takes_the_weakest_strength_that_edits_and_keeps():
+    src = torch.cat([_images(3), _images(1, smile=True)])
+    edits = {1.0: src.clone(),  # too weak: nothing
+             2.0: torch.cat([_images(2, smile=True), _images(1), _images(1, smile=True)]),  # 2 of 3
+             4.0: torch.cat([_images(3, smile=True), _images(1, smile=True)]),  # every face, nothing else
+             8.0: torch.cat([_images(3, smile=True), _images(1, smile=True)])}  # the same: the weaker one wins
+    c = bm.choose_strength(PixelOracle(), src, edits, "smile", "smiling")
+    assert c["strength"] == 4.0 and c["n"] == 3 and c["success"] == 1.0 and c["others_kept"] == 1.0
+    assert c["scores"] == {1.0: 0.0, 2.0: pytest.approx(2 / 3), 4.0: 1.0, 8.0: 1.0}
+    edits[8.0] = torch.cat([_images(3, smile=True, glasses=True), _images(1, smile=True)])  # leaks glasses
+    edits[4.0] = edits[2.0]
+    assert bm.choose_strength(PixelOracle(), src, edits, "smile", "smiling")["strength"] == 2.0
+    none = bm.choose_strength(PixelOracle(), _images(2, smile=True), {1.0: _images(2)}, "smile", "smiling")
+    assert none["strength"] is None and none["n"] == 0
+
+
 def test_verdict_and_table():
     rows = {"reconstruction": {"n": 4, "success": 0.0, "others_kept": 1.0},
             "a": {"n": 4, "success": 0.9, "others_kept": 0.5}, "b": {"n": 4, "success": 0.75, "others_kept": 0.8},
@@ -169,6 +200,14 @@ def test_injection_with_gamma_zero_is_the_reconstruction(tiny, hs, images):
     assert torch.allclose(inject(hs, x_T, x_c, ts, tiny.schedule, gamma=0.0, t_edit=400), rec, atol=1e-4)
     moved = inject(hs, x_T, x_c, ts, tiny.schedule, gamma=0.8, t_edit=400)
     assert (moved - rec).abs().max() > 1e-3  # the content's h does something
+    blended = []
+
+    def mine(a, b, gamma):  # a notebook's own interpolation runs in its place
+        blended.append(gamma)
+        return slerp(a, b, gamma)
+
+    assert torch.allclose(inject(hs, x_T, x_c, ts, tiny.schedule, gamma=0.8, t_edit=400, blend=mine), moved, atol=1e-5)
+    assert blended and set(blended) == {0.8}
 
 
 def test_pullback_basis_on_the_tiny_encoder(tiny, hs, images):
@@ -221,7 +260,13 @@ def test_script_on_tiny_writes_and_resumes(tmp_path):
     assert script.main(argv) == 0
     report = json.loads(out.read_text())
     rows = report["rows"]["smile"]
-    assert report["complete"] and report["commit"] and report["machine"] and report["date"]
+    assert report["commit"] and report["machine"] and report["date"]
+    assert not report["complete"] and "glasses: boundary (CLIP labels)" in report["missing"]  # smile only
+    assert not [m for m in report["missing"] if m.startswith("smile")]  # every smile row and its curve
+    assert "smile: Asyrp (f_t)" in report["skipped"]  # no shipped direction for the tiny model
+    c = report["fits"]["boundary (oracle labels)"]["smile"]
+    assert rows["boundary (oracle labels)"]["strength"] == c["strength"] in bm.BOUNDARY_STRENGTHS
+    assert set(c["dev_scores"]) == {f"{x:g}" for x in bm.BOUNDARY_STRENGTHS}
     assert set(rows) >= {"reconstruction", "boundary (oracle labels)", "PCA of h", "pullback ∂h/∂x_t",
                          "content injection", "global Δh", "ε-shift"}  # f_t: the shipped one is the toy model's
     assert all(r["n"] == 2 and 0 <= r["success"] <= 1 for r in rows.values())
@@ -232,6 +277,10 @@ def test_script_on_tiny_writes_and_resumes(tmp_path):
     before = out.read_text()
     assert script.main(argv) == 0  # resumes: every row is there, nothing measured again
     assert json.loads(out.read_text())["rows"] == json.loads(before)["rows"]
+    assert script.main(argv + ["--redo", "content injection", "--no-curves"]) == 0  # measured again, no curve now
+    again = json.loads(out.read_text())
+    assert len(again["rows"]["smile"]["content injection"]["curve"]) == 1
+    assert "smile: content injection (strength curve)" in again["missing"]
 
 
 def test_script_merges_runs_made_side_by_side(tmp_path):

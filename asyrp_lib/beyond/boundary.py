@@ -7,7 +7,9 @@ n = w / ‖w‖,
 
     h_t ← h_t + c · d · n,      d = mean_{y=1} n·h − mean_{y=0} n·h,
 
-so c = 1 moves a typical image without the attribute to where a typical image with it sits. The paper moves h
+so c = 1 moves a typical image without the attribute to where a typical image with it sits (a typical image, not
+every one: the strength c is chosen on development images, :func:`asyrp_lib.beyond.methods.choose_strength`,
+from :data:`asyrp_lib.beyond.methods.BOUNDARY_STRENGTHS`; :func:`boundary_delta`). The paper moves h
 once, at t_m; here the same Δh = c d n is applied at every step of the editing interval [T, t_edit] through the
 asymmetric step (eq. 4/5), behind the same h-space hook as every other edit of the library, so that the methods
 differ only by their Δh. The labels are a user's: the toy CLIP's zero-shot reading (:func:`clip_labels`), with
@@ -20,8 +22,8 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["LinearBoundary", "fit_linear_boundary", "BoundaryDirection", "boundary_direction", "clip_labels",
-           "oracle_labels"]
+__all__ = ["LinearBoundary", "fit_linear_boundary", "class_mean_distance", "boundary_delta", "BoundaryDirection",
+           "boundary_direction", "clip_labels", "oracle_labels"]
 
 
 @dataclass
@@ -71,10 +73,26 @@ def fit_linear_boundary(features: torch.Tensor, labels: torch.Tensor, *, l2: flo
     if float(norm) == 0:
         raise ValueError("features: the classifier found no direction (are the features constant?)")
     n = w / norm
-    proj = Xc @ n
     acc = float(((Xs @ w + b.detach() > 0) == y).double().mean())
     return LinearBoundary(normal=n.float(), offset=float(b.detach() * scale / norm - mean @ n),
-                          distance=float(proj[y].mean() - proj[~y].mean()), train_accuracy=acc)
+                          distance=float(class_mean_distance(X, y, n)), train_accuracy=acc)
+
+
+def class_mean_distance(features: torch.Tensor, labels: torch.Tensor, normal: torch.Tensor) -> torch.Tensor:
+    """d = mean_{y=1} n·x − mean_{y=0} n·x with n = ``normal`` / ‖``normal``‖: how far apart the two classes of
+    ``features`` (N, …; each row flattened) sit along the normal, positive towards the positives (a 0-d tensor)."""
+    y = torch.as_tensor(labels).bool().flatten()
+    n = normal.flatten().double()
+    proj = features.flatten(1).double() @ (n / n.norm())
+    return proj[y].mean() - proj[~y].mean()
+
+
+def boundary_delta(h: torch.Tensor, labels: torch.Tensor, normal: torch.Tensor, c: float = 1.0) -> torch.Tensor:
+    """The boundary edit Δh = c · d · n (one for every face, of one h's shape): n = ``normal`` / ‖``normal``‖ the
+    unit normal (``normal``: the classifier's w, any length, of one h's shape), d the distance between the class
+    means of ``h`` (N, C, H, W) with ``labels`` (N,) along n (:func:`class_mean_distance`), ``c`` the strength."""
+    n = normal.double() / normal.double().norm()
+    return (float(c) * class_mean_distance(h, labels, normal) * n).to(h.dtype)
 
 
 @dataclass
@@ -86,6 +104,7 @@ class BoundaryDirection:
     train_accuracy: float
     label_accuracy: float | None  # agreement of the labels used with the oracle's (None if not known)
     t: int
+    labels: torch.Tensor | None = None  # (N,) bool: the labels it was fitted on
 
     def delta_h(self, strength: float = 1.0) -> torch.Tensor:
         return float(strength) * self.distance * self.normal
@@ -99,7 +118,8 @@ def boundary_direction(h: torch.Tensor, labels: torch.Tensor, t: int, *, truth: 
     acc = None if truth is None else float((torch.as_tensor(labels).bool() == torch.as_tensor(truth).bool())
                                            .double().mean())
     return BoundaryDirection(normal=fit.normal.view(h.shape[1:]), distance=fit.distance,
-                             train_accuracy=fit.train_accuracy, label_accuracy=acc, t=int(t))
+                             train_accuracy=fit.train_accuracy, label_accuracy=acc, t=int(t),
+                             labels=torch.as_tensor(labels).bool().flatten().cpu())
 
 
 @torch.no_grad()

@@ -6,14 +6,15 @@ Two images run their reverse processes side by side from their inversions. At ea
 
     h_t' = slerp(h_t^orig, h_t^content; γ) = sin((1−γ)θ)/sin θ · h_t^orig + sin(γθ)/sin θ · h_t^content,
 
-θ the angle between the two (flattened), while the skip connections stay the original's: the layout and the
+θ the angle between the two (flattened; for h of different norms, :func:`slerp` turns the unit vectors so and
+moves the norm linearly from one to the other), while the skip connections stay the original's: the layout and the
 parts that h carries come from the content image, the rest (colours, textures the skips carry) from the original.
 ε from h_t' feeds P_t (the asymmetric step, eq. 4/5), so this is a Δh edit with Δh_t = h_t' − h_t^orig.
 :func:`attribute_sources` reads which attributes the result takes from which image.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -48,19 +49,21 @@ def slerp(a: torch.Tensor, b: torch.Tensor, gamma: float, eps: float = 1e-7) -> 
 
 class InjectH:
     """An edit of :mod:`asyrp_lib.core.process` for rows [originals (n); contents (n)]: the originals' h is slerped
-    towards their content's h with ratio ``gamma``; the content rows run unedited (the reconstruction rows)."""
+    towards their content's h with ratio ``gamma``; the content rows run unedited (the reconstruction rows).
+    ``blend``: the interpolation ``blend(h, h_content, gamma)`` (default :func:`slerp`; a notebook passes its own)."""
 
-    def __init__(self, gamma: float):
+    def __init__(self, gamma: float, blend: Callable | None = None):
         if not 0.0 <= float(gamma) <= 1.0:
             raise ValueError(f"gamma: expected a ratio in [0, 1], got {gamma}")
         self.gamma = float(gamma)
+        self.blend = slerp if blend is None else blend
 
     def __call__(self, hs, x, t, i, n):
         enc = hs.encode(x, t)
         h = enc.h
         if h.shape[0] != 2 * n:
             raise ValueError("InjectH: expected the content rows after the originals (run with reconstruct=True)")
-        mixed = slerp(h[:n], h[n:], self.gamma)
+        mixed = self.blend(h[:n], h[n:], self.gamma).to(h)
         rows = torch.cat([torch.arange(n), torch.arange(2 * n)]).to(h.device)
         out = hs.decode(enc, torch.cat([mixed, h]), rows=rows)
         return out[:n], out[n:]
@@ -68,12 +71,13 @@ class InjectH:
 
 @torch.no_grad()
 def inject(hspace, x_T: torch.Tensor, x_T_content: torch.Tensor, timesteps: Sequence[int], schedule, *,
-           gamma: float = 0.5, t_edit: int, asymmetric: bool = True) -> torch.Tensor:
+           gamma: float = 0.5, t_edit: int, asymmetric: bool = True, blend: Callable | None = None) -> torch.Tensor:
     """x_0 of each original (inversion ``x_T``) with the h of the content image of the same row (``x_T_content``)
-    injected for t ≥ t_edit; plain DDIM (η = 0) below. Returns (N, 3, S, S), not clamped."""
+    injected for t ≥ t_edit (blended by ``blend``, default :func:`slerp`); plain DDIM (η = 0) below. Returns
+    (N, 3, S, S), not clamped."""
     if x_T.shape != x_T_content.shape:
         raise ValueError(f"x_T_content: expected the shape of x_T {tuple(x_T.shape)}, got {tuple(x_T_content.shape)}")
-    x0, _, _ = run_process(hspace, x_T, timesteps, schedule, edit=InjectH(gamma), t_edit=t_edit, t_boost=None,
+    x0, _, _ = run_process(hspace, x_T, timesteps, schedule, edit=InjectH(gamma, blend), t_edit=t_edit, t_boost=None,
                            asymmetric=asymmetric, reconstruct=True, x_unedited=x_T_content)
     return x0
 

@@ -19,7 +19,8 @@ content injection           h_t → slerp(h_t, h_t^content; γ)                 
 
 (s: the standard deviation over faces of the projection on v; c: the strength.) The unsupervised directions are
 *named* by the oracle on development faces (:func:`match_candidates`): each candidate direction, sign and
-strength edits them, and the one that best reaches the target value while keeping the rest is taken. Every Δh
+strength edits them, and the one that best reaches the target value while keeping the rest is taken. A
+boundary's strength c is chosen by the same rule on the same faces (:func:`choose_strength`). Every Δh
 edit runs through the asymmetric step of eq. (4/5) on [T, t_edit] with η = 0 throughout (deterministic), so
 the methods differ by their Δ alone.
 
@@ -39,8 +40,9 @@ import torch
 from ..toy import evaluate as ev
 from ..toy.toyattributes import ATTRIBUTES
 
-__all__ = ["METHODS", "TARGETS", "NAMING_STRENGTHS", "Bench", "candidates", "MethodInfo", "measure", "leakage", "match_candidates", "leakage_matrix",
-           "results_table", "verdict", "best_at_kept", "plot_leakage", "plot_curves"]
+__all__ = ["METHODS", "TARGETS", "NAMING_STRENGTHS", "BOUNDARY_STRENGTHS", "Bench", "candidates", "MethodInfo",
+           "measure", "leakage", "match_candidates", "choose_strength", "leakage_matrix", "results_table", "verdict",
+           "best_at_kept", "plot_leakage", "plot_curves"]
 
 
 @dataclass(frozen=True)
@@ -62,9 +64,11 @@ METHODS: dict[str, MethodInfo] = {
     "pullback ∂h/∂x_t": MethodInfo("Park et al., NeurIPS 2023", "no labels; the oracle names the direction",
                                    "the chosen multiple of the std of x_t along v"),
     "boundary (CLIP labels)": MethodInfo("Zhu et al., NeurIPS 2023", "labels: CLIP zero-shot prompts",
-                                         "the distance between the class means"),
+                                         "the distance between the class means (the multiple chosen on "
+                                         "development faces)"),
     "boundary (oracle labels)": MethodInfo("Zhu et al., NeurIPS 2023", "labels: true (upper bound)",
-                                           "the distance between the class means"),
+                                           "the distance between the class means (the multiple chosen on "
+                                           "development faces)"),
     "content injection": MethodInfo("Jeong et al., WACV 2024", "a reference image showing the target",
                                     "slerp ratio γ = 0.5"),
 }
@@ -137,6 +141,21 @@ def match_candidates(oracle, source: torch.Tensor, candidates: dict[str, torch.T
                                        "others_kept": scores[best][2], "n": len(keep),
                                        "scores": {k: v[0] for k, v in scores.items()}}
     return out
+
+
+def choose_strength(oracle, source: torch.Tensor, edits: dict[float, torch.Tensor], attribute: str,
+                    value: str) -> dict:
+    """The strength of a method with a known direction, chosen on development faces by the rule that names the
+    unsupervised directions (:func:`match_candidates`): of ``edits`` (strength → edited ``source``), the strength
+    whose edits best reach ``attribute = value`` while keeping the rest (success × others kept on the faces that
+    lacked the value; ties go to the weaker strength). Returns ``{"strength", "score", "success", "others_kept",
+    "n", "scores": {strength: score}}`` (``strength`` None where no face lacked the value)."""
+    by_name = {f"×{float(s):g}": float(s) for s in sorted(edits, key=float)}
+    m = match_candidates(oracle, source, {k: edits[s] for k, s in by_name.items()}, [(attribute, value)])
+    m = m[f"{attribute}={value}"]
+    return {"strength": None if m["best"] is None else by_name[m["best"]], "score": m["score"],
+            "success": m["success"], "others_kept": m["others_kept"], "n": m["n"],
+            "scores": {by_name[k]: v for k, v in m["scores"].items()}}
 
 
 # --------------------------------------------------------------------------------------------
@@ -387,18 +406,32 @@ class Bench:
             raise ValueError(f"labels: expected 'clip' or 'oracle', got {labels!r}")
         return boundary_direction(h, y, self._t_m_step(), truth=truth)
 
+    def boundary_strength(self, boundary, images: torch.Tensor, attribute: str, value: str,
+                          strengths: Sequence[float] = None) -> dict:
+        """The strength c of a boundary's edit Δh = c d n, chosen on the development faces ``images`` among
+        ``strengths`` (default :data:`BOUNDARY_STRENGTHS`) by :func:`choose_strength`."""
+        strengths = [float(c) for c in (BOUNDARY_STRENGTHS if strengths is None else strengths)]
+        edits = self.edit_h(images, [boundary.delta_h(c).to(self.profile.device) for c in strengths])
+        return choose_strength(self.oracle, images, dict(zip(strengths, edits)), attribute, value)
+
     # -- content injection -------------------------------------------------------------------
-    def inject(self, images: torch.Tensor, contents: torch.Tensor, gammas: Sequence[float]) -> torch.Tensor:
-        """Each image with the h of the content of the same row slerped in with each ratio γ: (K, N, 3, S, S)."""
+    def inject(self, images: torch.Tensor, contents: torch.Tensor, gammas: Sequence[float],
+               blend=None) -> torch.Tensor:
+        """Each image with the h of the content of the same row slerped in with each ratio γ: (K, N, 3, S, S).
+        ``blend``: the interpolation (default :func:`asyrp_lib.beyond.injection.slerp`)."""
         from .injection import inject
 
         x_T, x_c = self.editor.invert(images), self.editor.invert(contents)
         return torch.stack([inject(self.hs, x_T, x_c, self.timesteps, self.profile.schedule, gamma=float(g),
-                                   t_edit=self.t_edit).clamp(-1, 1) for g in gammas])
+                                   t_edit=self.t_edit, blend=blend).clamp(-1, 1) for g in gammas])
 
 
 #: The strengths (in stds along the direction) at which each unsupervised direction is tried when it is named.
 NAMING_STRENGTHS = {"PCA of h": (1.0, 3.0), "Jacobian ∂P_t/∂h": (1.0, 3.0), "pullback ∂h/∂x_t": (2.0, 6.0)}
+
+#: The strengths (in class-mean distances along the normal) among which a boundary's is chosen on development
+#: faces (:meth:`Bench.boundary_strength`).
+BOUNDARY_STRENGTHS = (1.0, 2.0, 4.0, 8.0)
 
 
 def candidates(directions: torch.Tensor, stds: torch.Tensor, strengths: Sequence[float]) -> dict[str, torch.Tensor]:
