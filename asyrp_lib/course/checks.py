@@ -35,7 +35,7 @@ __all__ = ["Exercise", "Part", "PartResult", "Result", "NotWritten", "Wrong", "c
            "get", "exercises", "call", "running", "same", "gap", "diagnose", "as_tensor", "submitted", "EXERCISE_MODULES"]
 
 EXERCISE_MODULES = ("ex01_ddim", "ex02_clip", "ex03_lpips", "ex04_naive", "ex05_hspace", "ex06_train",
-                    "ex07_intervals")
+                    "ex07_intervals", "ex10_hspace_methods")
 
 
 class NotWritten(Exception):
