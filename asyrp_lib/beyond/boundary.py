@@ -22,6 +22,8 @@ from typing import Sequence
 
 import torch
 
+from ..core.clip_loss import zero_shot_labels
+
 __all__ = ["LinearBoundary", "fit_linear_boundary", "class_mean_distance", "boundary_delta", "BoundaryDirection",
            "boundary_direction", "clip_labels", "oracle_labels"]
 
@@ -122,20 +124,12 @@ def boundary_direction(h: torch.Tensor, labels: torch.Tensor, t: int, *, truth: 
                              labels=torch.as_tensor(labels).bool().flatten().cpu())
 
 
-@torch.no_grad()
 def clip_labels(clip, images: torch.Tensor, prompts: Sequence[str], target_prompt: str,
                 batch_size: int = 64) -> torch.Tensor:
     """Zero-shot labels: True where ``target_prompt`` is the prompt of ``prompts`` nearest the image in CLIP
-    (``clip``: a :class:`asyrp_lib.models.clip.CLIPEncoder`; e.g. the profile's ``keep_prompts`` group of an attribute)."""
-    prompts = list(prompts)
-    if target_prompt not in prompts:
-        raise ValueError(f"target_prompt: expected one of {prompts}, got {target_prompt!r}")
-    txt = clip.encode_text(prompts)
-    out = []
-    for i in range(0, images.shape[0], batch_size):
-        img = clip.encode_image(images[i:i + batch_size].float().clamp(-1, 1))
-        out.append((img @ txt.T).argmax(1).cpu() == prompts.index(target_prompt))
-    return torch.cat(out)
+    (``clip``: a :class:`asyrp_lib.models.clip.CLIPEncoder`; e.g. the profile's ``keep_prompts`` group of an attribute;
+    :func:`asyrp_lib.core.clip_loss.zero_shot_labels`)."""
+    return zero_shot_labels(clip, images, prompts, target_prompt, batch_size=batch_size)
 
 
 def oracle_labels(oracle, images: torch.Tensor, attribute: str, value: str) -> torch.Tensor:

@@ -26,7 +26,8 @@ from torch import nn
 
 from .._utils import check_prompt_pair
 
-__all__ = ["DirectionalCLIPLoss", "DEFAULT_TEMPLATES", "directional_clip_loss", "directional_similarity"]
+__all__ = ["DirectionalCLIPLoss", "DEFAULT_TEMPLATES", "directional_clip_loss", "directional_similarity",
+           "zero_shot_labels"]
 
 #: Generic prompt templates; a prompt's text embedding is the normalised mean over them.
 DEFAULT_TEMPLATES = (
@@ -141,3 +142,22 @@ class DirectionalCLIPLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"source={self.source!r}, target={self.target!r}, form={self.form!r}, templates={len(self.templates)}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Zero-shot reading
+# ----------------------------------------------------------------------------------------------
+@torch.no_grad()
+def zero_shot_labels(encoder, images: torch.Tensor, prompts: Sequence[str], target_prompt: str,
+                     batch_size: int = 64) -> torch.Tensor:
+    """CLIP's zero-shot reading, ``(N,)`` booleans: True where ``target_prompt`` is the prompt of ``prompts`` whose
+    text embedding lies nearest the image's (e.g. ``["face", "smiling face"]``: does CLIP read a smile?)."""
+    prompts = list(prompts)
+    if target_prompt not in prompts:
+        raise ValueError(f"target_prompt: expected one of {prompts}, got {target_prompt!r}")
+    txt = encoder.encode_text(prompts)
+    out = []
+    for i in range(0, images.shape[0], batch_size):
+        img = encoder.encode_image(images[i:i + batch_size].float().clamp(-1, 1))
+        out.append((img @ txt.T.to(img.dtype)).argmax(1).cpu() == prompts.index(target_prompt))
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)

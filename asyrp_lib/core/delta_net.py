@@ -123,6 +123,22 @@ class DeltaNet(nn.Module):
         z = self.conv_in(h) + emb[:, :, None, None]
         return self.conv_out(self.act(self.norm(z)))
 
+    def scaled(self, factor: float) -> "DeltaNet":
+        """A copy whose output is ``factor`` × this one's: W_2 and its bias multiplied by ``factor`` (f_t ends in
+        that linear layer), so strength 1 of the copy edits as strength ``factor`` of this network. The metadata
+        is copied and records the factor (``strength_factor``, multiplied with any earlier one)."""
+        import copy
+
+        factor = float(factor)
+        if not math.isfinite(factor):
+            raise ValueError(f"factor: expected a finite number, got {factor!r}")
+        net = copy.deepcopy(self)
+        with torch.no_grad():
+            net.conv_out.weight.mul_(factor)
+            net.conv_out.bias.mul_(factor)
+        net.metadata["strength_factor"] = float(self.metadata.get("strength_factor", 1.0)) * factor
+        return net
+
     # -- checkpoints ----------------------------------------------------------------------------
     def architecture(self) -> dict:
         return {"h_shape": list(self.h_shape), "hidden": self.hidden, "time_dim": self.time_dim}

@@ -45,7 +45,7 @@ import torch
 
 from . import ddim
 from .._utils import (check_compile, check_flag, check_images, check_int, check_number, check_precision,
-                     check_prompt_pair, grouped_options, progress_bar)
+                     check_prompt_pair, check_share, grouped_options, progress_bar)
 from .cache import InversionCache, cache_dir as default_cache_root, model_key
 from .delta_net import META_NAME, WEIGHTS_NAME, DeltaNet
 from .hspace import HSpaceUNet, h_shape as unet_h_shape
@@ -71,12 +71,17 @@ class Recipe:
     t_edit: int | None  # edit for t ≥ t_edit; None: where LPIPS(x, P_t) reaches the profile's threshold
     l1_spare: float = 0.0  # share of each image's most-changed pixels the L1 term leaves out (asyrp_lib.core.loss)
     l1_target: str = "unedited"  # P_t^source: P_t of the unedited trajectory (the paper's) or "current"
+    # after training, choose the strength on fresh samples (asyrp_lib.core.strength): the smallest at which CLIP
+    # reads the target on this share of those lacking it; 0: keep f_t as trained (the paper's)
+    strength_share: float = 0.0
     note: str = ""  # where it comes from
 
     def describe(self) -> str:
         t = f"t_edit {self.t_edit}" if self.t_edit is not None else "t_edit from the LPIPS rule"
         spare = f", L1 spare {self.l1_spare:g}" if self.l1_spare else ""
-        return f"{self.name} recipe: Adam lr {self.lr:g}, λ_L1 {self.lambda_l1:g}{spare}, {t}"
+        strength = (f", strength chosen for a CLIP share of {self.strength_share:g} on fresh samples"
+                    if self.strength_share else "")
+        return f"{self.name} recipe: Adam lr {self.lr:g}, λ_L1 {self.lambda_l1:g}{spare}, {t}{strength}"
 
 
 #: The paper's settings (λ_CLIP 1, λ_L1 3, the editing interval from LPIPS(x, P_t) = 0.33 × the prompts' cosine), with
@@ -87,7 +92,7 @@ PAPER_RECIPE = Recipe("paper", lr=0.1, lambda_l1=3.0, t_edit=None,
 
 
 #: The fields a Recipe fills when a TrainConfig leaves them at None.
-RECIPE_FIELDS = ("lr", "lambda_l1", "t_edit", "l1_spare", "l1_target")
+RECIPE_FIELDS = ("lr", "lambda_l1", "t_edit", "l1_spare", "l1_target", "strength_share")
 
 
 @dataclass
@@ -103,6 +108,10 @@ class TrainConfig:
     t_edit: int | None = None  # editing interval [T, t_edit]; None: the recipe's (which may be the LPIPS rule)
     t_boost: int | None = None  # quality boosting below t_boost (stored for editing); None: from γ_t
     lr: float | None = None  # Adam learning rate (None: the recipe's)
+    # after training, the strength is chosen on fresh samples so that CLIP reads the target on this share of those
+    # lacking it, and baked into f_t (asyrp_lib.core.strength; 0: f_t as trained; None: the recipe's)
+    strength_share: float | None = None
+    strength_samples: int = 64  # fresh samples the strength is chosen on
     epochs: int = 1  # passes over the training images
     batch_size: int = 4  # images per batch; one optimizer step per (batch, timestep)
     n_images: int = 16  # images sampled from the model when no training images are given
@@ -155,16 +164,18 @@ class TrainConfig:
         return replace(self, **{f: getattr(source, f) for f in RECIPE_FIELDS if getattr(self, f) is None})
 
     def validate(self) -> "TrainConfig":
-        missing = [f for f in RECIPE_FIELDS if f != "t_edit" and getattr(self, f) is None]
+        missing = [f for f in RECIPE_FIELDS if f not in ("t_edit", "strength_share") and getattr(self, f) is None]
         if missing:
             raise ValueError(f"{', '.join(missing)}: not set; resolve the configuration against a profile first "
                              f"(TrainConfig.resolved(profile), as train_direction does)")
         check_prompt_pair(self.source, self.target)
-        for name in ("n_steps", "epochs", "batch_size", "n_images", "interval_points"):
+        for name in ("n_steps", "epochs", "batch_size", "n_images", "interval_points", "strength_samples"):
             check_int(getattr(self, name), name)
         check_int(self.save_every_steps, "save_every_steps", minimum=0)
         check_number(self.save_every_seconds, "save_every_seconds")
         check_number(self.lr, "lr", positive=True)
+        if self.strength_share is not None:  # None here (not resolved against a recipe): f_t as trained
+            check_share(self.strength_share, "strength_share")
         check_precision(self.precision)
         check_flag(self.channels_last, "channels_last")
         check_compile(self.compile)
@@ -224,6 +235,7 @@ class TrainResult:
     t_boost: int
     history: list = field(default_factory=list)  # one dict per step: step, epoch, t, loss, clip, l1
     seconds: float = 0.0
+    calibration: object = None  # the StrengthCalibration baked into delta_net (None: f_t as trained)
 
 
 # --------------------------------------------------------------------------------------------
@@ -496,5 +508,31 @@ def train_direction(profile, config: TrainConfig, output, *, images=None, resume
         if run.bar is not None:
             run.bar.close()
     run.net.eval()
-    return TrainResult(delta_net=run.net, output=output, steps=run.pos["step"], t_edit=run.t_edit,
-                       t_boost=run.t_boost, history=run.history, seconds=time.perf_counter() - start)
+    net, calibration = run.net, None
+    if config.strength_share:
+        net, calibration = _choose_strength(run, progress)
+    return TrainResult(delta_net=net, output=output, steps=run.pos["step"], t_edit=run.t_edit,
+                       t_boost=run.t_boost, history=run.history, seconds=time.perf_counter() - start,
+                       calibration=calibration)
+
+
+def _choose_strength(run: _Run, progress: bool):
+    """The strength chosen on fresh samples (:func:`asyrp_lib.core.strength.calibrate_strength`), baked into a copy
+    of f_t that replaces the direction in the output folder; ``train_state.pt`` keeps f_t as trained (resuming
+    trains on from it and chooses again). (the copy, the calibration)."""
+    from .strength import CALIBRATION_SEED, calibrate_strength
+
+    c = run.config
+    try:
+        cal = calibrate_strength(run.profile, run.net, c.source, c.target, t_edit=run.t_edit, t_boost=run.t_boost,
+                                 n_steps=c.n_steps, share=c.strength_share, n=c.strength_samples,
+                                 seed=CALIBRATION_SEED + c.seed, image_size=run.meta["image_size"],
+                                 precision=c.precision, progress=progress)
+    except KeyboardInterrupt:
+        print(f"[asyrp_lib.core.train] interrupted while choosing the strength: {run.output} holds f_t as trained "
+              f"(strength 1 unchosen); resume (asyrp train --resume) to choose it", file=sys.stderr)
+        raise
+    print(f"[asyrp_lib.core.train] {cal.describe()} ({cal.seconds:.0f} s)", file=sys.stderr)
+    net = run.net.scaled(cal.strength)
+    net.save(run.output, strength_calibration=cal.to_dict())
+    return net, cal

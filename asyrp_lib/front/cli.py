@@ -114,6 +114,10 @@ def _add_train(sub) -> None:
                    help="share of each image's most-changed pixels the L1 term leaves out, so that a large edit "
                         "keeps its region while the rest of the face is held (default: the recipe's; 0 is the "
                         "plain mean, the paper's)")
+    p.add_argument("--strength-share", type=_share, default=None, metavar="SHARE",
+                   help="after training, choose the strength on fresh samples: the smallest at which CLIP reads "
+                        "the target on this share of the samples that lacked it, baked into the direction "
+                        "(default: the recipe's, 0.8 on the toy profile; 0 keeps f_t as trained, the paper's)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
     p.add_argument("--attribute", default=None, help="toy world: the attribute this direction should change "
                    "(e.g. smile), recorded in the checkpoint for asyrp evaluate")
@@ -345,20 +349,25 @@ def _cmd_train(args) -> int:
                       n_steps=args.steps or prof.default_steps, recipe=args.recipe, t_edit=args.t_edit,
                       t_boost=args.t_boost, epochs=args.epochs, batch_size=args.batch_size, n_images=args.n_images,
                       seed=args.seed, save_every_seconds=args.save_every, l1_target=args.l1_target,
-                      l1_spare=args.l1_spare, lr=args.lr, lambda_l1=args.lambda_l1)
+                      l1_spare=args.l1_spare, lr=args.lr, lambda_l1=args.lambda_l1,
+                      strength_share=args.strength_share)
     if not resuming:
         resolved = cfg.resolved(prof).validate()
-        given = {"lr": args.lr, "lambda_l1": args.lambda_l1, "t_edit": args.t_edit, "l1_spare": args.l1_spare}
+        given = {"lr": args.lr, "lambda_l1": args.lambda_l1, "t_edit": args.t_edit, "l1_spare": args.l1_spare,
+                 "strength_share": args.strength_share}
         recipe = prof.recipe if args.recipe == "profile" else PAPER_RECIPE
         changed = ", ".join(f"{k.replace('_', '-')} {v:g}" for k, v in given.items() if v is not None)
         _log(f"training with the {recipe.describe()}" + (f"; given: {changed}" if changed else "")
              + f" → lr {resolved.lr:g}, λ_L1 {resolved.lambda_l1:g}, L1 spare {resolved.l1_spare:g}, t_edit "
-             + (f"{resolved.t_edit}" if resolved.t_edit is not None else "from the LPIPS rule"))
+             + (f"{resolved.t_edit}" if resolved.t_edit is not None else "from the LPIPS rule")
+             + (f", strength for a CLIP share of {resolved.strength_share:g}" if resolved.strength_share
+                else ", strength as trained"))
     start = time.perf_counter()
     extra = {k: v for k, v in (("attribute", args.attribute), ("value", args.value)) if v is not None}
     res = train_direction(prof, cfg, args.output, images=args.images, resume=args.resume, metadata=extra)
     last = res.history[-1] if res.history else {}
-    _log(f"wrote {res.output} ({res.steps} steps, t_edit={res.t_edit}, t_boost={res.t_boost}, "
+    strength = f", strength {res.calibration.strength:g} baked in" if res.calibration is not None else ""
+    _log(f"wrote {res.output} ({res.steps} steps, t_edit={res.t_edit}, t_boost={res.t_boost}{strength}, "
          f"last loss {last.get('loss', float('nan')):.4f}, {time.perf_counter() - start:.1f} s)")
     return 0
 
