@@ -275,7 +275,9 @@ def part_edit(profile: Profile, s: dict, net) -> dict:
 def _train_library(profile: Profile, s: dict, images: torch.Tensor, work: Path, name: str, fast: bool):
     opts = {"batch_size": s["train_batch"], "precision": s["precision"], "channels_last": s["channels_last"],
             "compile": s["compile"]} if fast else {}
-    cfg = TrainConfig(*PROMPTS, n_steps=s["steps"], t_edit=s["t_edit"], t_boost=s["t_boost"], **opts)
+    # training alone is timed: the strength a recipe may choose afterwards (asyrp_lib.core.strength) is left out
+    cfg = TrainConfig(*PROMPTS, n_steps=s["steps"], t_edit=s["t_edit"], t_boost=s["t_boost"], strength_share=0.0,
+                      **opts)
     return train_direction(profile, cfg, work / name, images=images, progress=False, cache_dir=work / f"cache-{name}")
 
 

@@ -54,11 +54,13 @@ def test_crossing_is_linear_in_log_strength_and_refuses_a_bad_bracket():
         st.crossing((2.0, 0.5), (1.0, 0.9), 0.8)
 
 
-def test_where_none_reaches_the_share_the_smallest_near_the_best_is_kept():
+def test_where_no_strength_reaches_the_share_f_t_is_kept_as_trained():
     measure, asked = measured(dict(zip(GRID, (0.1, 0.2, 0.3, 0.40, 0.52, 0.55, 0.50))))
-    s, _, reached = st.choose_from_shares(measure, 0.8)
-    assert not reached and s == 1.4  # 0.52 is within 0.05 of the best (0.55, at 2.0)
+    s, shares, reached = st.choose_from_shares(measure, 0.8)
+    assert not reached and s == 1.0  # a larger strength would only change more of each face
     assert asked == [1.0, 1.4, 2.0, 2.8]
+    cal = st.StrengthCalibration(strength=s, share=0.8, n=64, candidates=40, shares=shares, reached=reached)
+    assert "kept as trained" in cal.describe() and "0.55 at 2" in cal.describe()
 
 
 def test_grid_without_one_starts_nearest_it():

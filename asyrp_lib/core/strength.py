@@ -17,9 +17,11 @@ another makes a smile at 1 that also changes the hair. Since an Asyrp edit scale
    the rest of the face.
 
 The shares are assumed to grow with the strength (the search walks the grid from c = 1, down while the share
-holds and up until it is reached). Where no strength of the grid reaches the share, the smallest strength within
-:data:`NEAR_BEST` of the best share is kept, and the result says so; where the smallest strength of the grid
-already reaches it, that one is kept. With fewer than :data:`MIN_CANDIDATES`
+holds and up until it is reached). Where no strength of the grid reaches the share, the direction cannot do what
+was asked at any size: a larger strength would only change more of the face (a red-hair direction of the toy
+world read 0.33 at 2.8 and kept the other attributes on 0.38 of held-out faces), so f_t is kept as trained
+(strength 1) and the result says so. Where the smallest strength of the grid already reaches it, that one is
+kept. With fewer than :data:`MIN_CANDIDATES`
 candidates (CLIP already reads the target on nearly every sample) nothing is chosen and the strength stays 1.
 
 :func:`calibrate_strength` measures; :meth:`asyrp_lib.core.delta_net.DeltaNet.scaled` bakes the chosen strength
@@ -36,15 +38,13 @@ import torch
 
 from .._utils import check_int, check_share
 
-__all__ = ["STRENGTH_GRID", "MIN_CANDIDATES", "NEAR_BEST", "CALIBRATION_SEED", "StrengthCalibration",
+__all__ = ["STRENGTH_GRID", "MIN_CANDIDATES", "CALIBRATION_SEED", "StrengthCalibration",
            "crossing", "choose_from_shares", "calibrate_strength"]
 
 #: The strengths tried, ratio about √2 from one to the next (1 is the strength as trained).
 STRENGTH_GRID = (0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 2.8)
 #: Fewest candidates (samples CLIP reads without the target) worth choosing a strength on.
 MIN_CANDIDATES = 8
-#: Where no strength reaches the share: keep the smallest strength within this of the best share.
-NEAR_BEST = 0.05
 #: Seed of the fresh samples' noise (other images than the training ones, which are sampled from seed 0 upwards).
 CALIBRATION_SEED = 7919
 
@@ -72,8 +72,11 @@ class StrengthCalibration:
         tried = ", ".join(f"{s:g} → {v:.2f}" for s, v in sorted(self.shares.items()))
         if not self.shares:
             return f"strength kept at 1: {self.note}"
+        best = max(self.shares, key=lambda c: (self.shares[c], -c))
         how = (f"where CLIP's share of them read with the target reaches {self.share:g}" if self.reached
-               else f"no strength reached {self.share:g}; the smallest within {NEAR_BEST:g} of the best share")
+               else f"kept as trained: no strength reached {self.share:g}, the best was {self.shares[best]:.2f} at "
+                    f"{best:g}; a larger strength would only change more of each face; train on more images or "
+                    f"epochs, or choose a strength yourself")
         return (f"strength {self.strength:g} ({how}); {self.candidates} of {self.n} fresh samples lacked the "
                 f"target; share read with it per strength: {tried}")
 
@@ -92,8 +95,8 @@ def choose_from_shares(measure, share: float, grid=STRENGTH_GRID) -> tuple[float
     """(strength, shares measured, reached): where ``measure(strength)`` first reaches ``share`` along ``grid``,
     measuring as few strengths as the walk from 1 needs (down while the share holds, else up until it is
     reached), interpolated between the two strengths that bracket it (:func:`crossing`; the smallest strength
-    of the grid where it already reaches the share); where none reaches it, the smallest measured strength within
-    :data:`NEAR_BEST` of the best share."""
+    of the grid where it already reaches the share); where none reaches it, 1 (f_t as trained) with
+    ``reached`` False."""
     grid = sorted(float(s) for s in grid)
     if not grid or min(grid) <= 0:
         raise ValueError(f"grid: expected positive strengths, got {grid}")
@@ -115,8 +118,7 @@ def choose_from_shares(measure, share: float, grid=STRENGTH_GRID) -> tuple[float
     for i in range(start + 1, len(grid)):
         if at(i) >= share:
             return crossing((grid[i - 1], at(i - 1)), (grid[i], at(i)), share), shares, True
-    best = max(shares.values())
-    return min(s for s, v in shares.items() if v >= best - NEAR_BEST), shares, False
+    return 1.0, shares, False
 
 
 @torch.no_grad()
