@@ -14,6 +14,10 @@ latent). The latent then moves to the next timestep along the **edited** traject
 (eq. 4, :func:`asyrp_lib.core.process.asymmetric_step`, as at editing time), or, with
 ``trajectory="original"``, along the unedited one (independent of f_t).
 
+After the last epoch, a recipe with a ``strength_share`` (the toy profile's) chooses the direction's strength on
+fresh samples as CLIP reads them (:mod:`asyrp_lib.core.strength`) and saves f_t scaled by it, so that strength 1
+of the saved direction is the chosen one; ``train_state.pt`` keeps f_t as trained.
+
 t_edit and t_boost, unless given, come from the LPIPS curves of :func:`asyrp_lib.core.intervals.find_intervals` on
 the training images (cached per model, prompt pair and images).
 
