@@ -173,6 +173,16 @@ def test_verdict_and_table():
     assert [m for m, _ in bm.best_at_kept(rows)] == ["b", "Asyrp (f_t)"]
     table = bm.results_table(rows)
     assert "| Asyrp (f_t) | text: source and target prompts | 4 | 0.50 | 1.00 |" in table
+    # a variant of the winner (the same boundary from other labels) is named apart, not counted as the runner-up
+    rows = {"boundary (oracle labels)": {"success": 0.47, "others_kept": 0.78},
+            "boundary (CLIP labels)": {"success": 0.44, "others_kept": 0.78},
+            "PCA of h": {"success": 0.41, "others_kept": 0.31}}
+    v = bm.verdict("hair colour", rows)
+    assert "**boundary (oracle labels)**" in v and "no other method keeps them that well" in v
+    assert "boundary (CLIP labels) 0.44" in v and "points over" not in v
+    rows["pullback ∂h/∂x_t"] = {"success": 0.03, "others_kept": 0.9}
+    assert "+44 points over pullback ∂h/∂x_t (0.03)" in bm.verdict("hair colour", rows)
+    assert bm.family("boundary (CLIP labels)") == "boundary" and bm.family("Asyrp (f_t)") == "Asyrp (f_t)"
 
 
 def test_attribute_sources():

@@ -184,9 +184,15 @@ def best_at_kept(rows: dict[str, dict], bar: float = 0.75) -> list[tuple[str, di
     return sorted(ok, key=lambda mr: (-mr[1]["success"], -mr[1]["others_kept"]))
 
 
+def family(method: str) -> str:
+    """The method a row belongs to, its variant left out: "boundary (CLIP labels)" → "boundary"."""
+    return method.split(" (")[0] if not method.startswith("Asyrp") else method
+
+
 def verdict(name: str, rows: dict[str, dict], bar: float = 0.75) -> str:
     """One sentence: which method edits ``name`` best among those that keep the other attributes on at least
-    ``bar`` of the faces, and by how much it beats the next one."""
+    ``bar`` of the faces, and by how much it beats the next *other* method (variants of the winner, such as the
+    same boundary from other labels, are named apart)."""
     ok = best_at_kept(rows, bar)
     if not any(m != "reconstruction" for m in rows):
         return f"{name}: no method measured yet."
@@ -197,9 +203,15 @@ def verdict(name: str, rows: dict[str, dict], bar: float = 0.75) -> str:
     (m1, r1), rest = ok[0], ok[1:]
     text = (f"{name}: at others kept ≥ {bar:.2f}, **{m1}** is best (success {r1['success']:.2f}, others kept "
             f"{r1['others_kept']:.2f})")
-    if rest:
-        m2, r2 = rest[0]
+    others = [(m, r) for m, r in rest if family(m) != family(m1)]
+    variants = [(m, r) for m, r in rest if family(m) == family(m1)]
+    if others:
+        m2, r2 = others[0]
         text += f", {(r1['success'] - r2['success']) * 100:+.0f} points over {m2} ({r2['success']:.2f})"
+    else:
+        text += "; no other method keeps them that well"
+    if variants:
+        text += "; " + ", ".join(f"{m} {r['success']:.2f}" for m, r in variants)
     return text + "."
 
 
