@@ -182,7 +182,7 @@ def test_verdict_and_table():
     assert "boundary (CLIP labels) 0.44" in v and "points over" not in v
     rows["pullback ∂h/∂x_t"] = {"success": 0.03, "others_kept": 0.9}
     assert "+44 points over pullback ∂h/∂x_t (0.03)" in bm.verdict("hair colour", rows)
-    assert bm.family("boundary (CLIP labels)") == "boundary" and bm.family("Asyrp (f_t)") == "Asyrp (f_t)"
+    assert bm.family("boundary (CLIP labels)") == "boundary" and bm.family("PCA of h") == "PCA of h"
 
 
 def test_attribute_sources():

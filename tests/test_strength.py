@@ -144,6 +144,8 @@ def test_too_few_samples_without_the_target_keep_strength_one(tiny, tmp_path):
                                 progress=False)
     assert cal.strength == 1.0 and not cal.reached and cal.candidates < st.MIN_CANDIDATES and cal.shares == {}
     assert "too few" in cal.describe()
+    with pytest.raises(ValueError, match="share: expected a share in \\(0, 1\\)"):  # every strength reaches 0
+        st.calibrate_strength(tiny, net, "face", "smiling face", t_edit=500, t_boost=0, n_steps=4, n=6, share=0.0)
 
 
 @pytest.mark.slow

@@ -186,7 +186,7 @@ def best_at_kept(rows: dict[str, dict], bar: float = 0.75) -> list[tuple[str, di
 
 def family(method: str) -> str:
     """The method a row belongs to, its variant left out: "boundary (CLIP labels)" → "boundary"."""
-    return method.split(" (")[0] if not method.startswith("Asyrp") else method
+    return method.split(" (")[0]
 
 
 def verdict(name: str, rows: dict[str, dict], bar: float = 0.75) -> str:

@@ -135,7 +135,9 @@ def calibrate_strength(profile, direction, source: str, target: str, *, t_edit: 
     from .pipeline import AsyrpEditor
     from .process import Phases
 
-    check_share(share, "share")
+    if check_share(share, "share") == 0:
+        raise ValueError("share: expected a share in (0, 1): at 0 every strength reaches it, and nothing is chosen "
+                         "(to keep f_t as trained, do not calibrate)")
     check_int(n, "n")
     start = time.perf_counter()
     editor = AsyrpEditor(profile, n_steps=n_steps, progress=False, image_size=image_size, precision=precision,

@@ -75,8 +75,8 @@ class Recipe:
     t_edit: int | None  # edit for t ≥ t_edit; None: where LPIPS(x, P_t) reaches the profile's threshold
     l1_spare: float = 0.0  # share of each image's most-changed pixels the L1 term leaves out (asyrp_lib.core.loss)
     l1_target: str = "unedited"  # P_t^source: P_t of the unedited trajectory (the paper's) or "current"
-    # after training, choose the strength on fresh samples (asyrp_lib.core.strength): the smallest at which CLIP
-    # reads the target on this share of those lacking it; 0: keep f_t as trained (the paper's)
+    # after training, choose the strength on fresh samples (asyrp_lib.core.strength): where CLIP reads the target
+    # on this share of those lacking it; 0: keep f_t as trained (the paper's)
     strength_share: float = 0.0
     note: str = ""  # where it comes from
 

@@ -115,8 +115,8 @@ def _add_train(sub) -> None:
                         "keeps its region while the rest of the face is held (default: the recipe's; 0 is the "
                         "plain mean, the paper's)")
     p.add_argument("--strength-share", type=_share, default=None, metavar="SHARE",
-                   help="after training, choose the strength on fresh samples: the smallest at which CLIP reads "
-                        "the target on this share of the samples that lacked it, baked into the direction "
+                   help="after training, choose the strength on fresh samples: where CLIP reads the target on "
+                        "this share of the samples that lacked it, baked into the direction "
                         "(default: the recipe's, 0.8 on the toy profile; 0 keeps f_t as trained, the paper's)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
     p.add_argument("--attribute", default=None, help="toy world: the attribute this direction should change "
